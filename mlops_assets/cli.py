@@ -1,0 +1,375 @@
+"""`mlops`: the operator's command line (typer for commands, rich for tables, tqdm for progress)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops_assets.core.registry import (
+    RegistryError,
+    Tenant,
+    TenantRegistry,
+    file_settings,
+    shopify_settings,
+)
+from mlops_assets.core.tenant_ids import InvalidTenantId, validate_tenant_id
+from mlops_assets.settings import Settings, SettingsError
+
+app = typer.Typer(no_args_is_help=True, help="Multi-tenant prediction factory on Dagster.")
+tenants_app = typer.Typer(no_args_is_help=True, help="The tenant registry.")
+app.add_typer(tenants_app, name="tenants")
+console = Console()
+EMULATOR_TOKEN_ENV = "MLOPS_EMULATOR_TOKEN"
+DEMO_TOKEN = "shpat_demo_emulator_token"
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc))
+        raise
+
+
+def registry() -> TenantRegistry:
+    return TenantRegistry(settings().warehouse_url)
+
+
+def instance():
+    """The Dagster instance of this profile: $DAGSTER_HOME, or $MLOPS_HOME/dagster for local use."""
+    import dagster as dg
+
+    home = settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    shipped = Path(__file__).resolve().parents[1] / "dagster.yaml"
+    if not instance_yaml.exists() and shipped.exists():
+        instance_yaml.write_text(shipped.read_text())
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def sync_partitions() -> tuple[list[str], list[str]]:
+    from mlops_assets.automation import sync_tenant_partitions
+
+    with instance() as dagster_instance:
+        return sync_tenant_partitions(dagster_instance, registry())
+
+
+def parse_columns(columns: list[str]) -> dict[str, str]:
+    mapping = {}
+    for item in columns:
+        field, sep, name = item.partition("=")
+        if not sep or not field or not name:
+            fail(f"--column {item!r} must look like FIELD=COLUMN, e.g. timestamp=order_date")
+        mapping[field.strip()] = name.strip()
+    return mapping
+
+
+@tenants_app.command("add")
+def tenants_add(
+    tenant_id: Annotated[str, typer.Argument(help="2-63 chars: a-z, 0-9, '_' or '-'")],
+    source: Annotated[str, typer.Option(help="shopify | file")] = "shopify",
+    shop_url: Annotated[str | None, typer.Option(help="e.g. https://acme.myshopify.com")] = None,
+    token_env: Annotated[str | None, typer.Option(help="NAME of the env var holding the shop token")] = None,
+    api_version: Annotated[str, typer.Option(help="Shopify Admin API version")] = "2025-01",
+    path: Annotated[str | None, typer.Option(help="file tenants: CSV/Parquet export, local or s3://")] = None,
+    file_format: Annotated[str | None, typer.Option("--format", help="csv | parquet (default: from the suffix)")] = None,
+    delimiter: Annotated[str, typer.Option(help="CSV delimiter, or 'whitespace'")] = ",",
+    column: Annotated[list[str], typer.Option(help="FIELD=COLUMN mapping, repeatable")] = [],  # noqa: B006
+    timezone: Annotated[str, typer.Option(help="IANA zone of the shop's days")] = "UTC",
+    currency: Annotated[str, typer.Option(help="ISO 4217 code")] = "USD",
+    horizon_days: Annotated[int, typer.Option(help="prediction horizon H in days")] = 30,
+    display_name: Annotated[str | None, typer.Option(help="shown in the dashboard")] = None,
+):
+    """Register a tenant and add its partition."""
+    try:
+        validate_tenant_id(tenant_id)
+        if source == "shopify":
+            if not shop_url or not token_env:
+                fail("a shopify tenant needs --shop-url and --token-env (the NAME of a variable, not the token)")
+            source_settings = shopify_settings(shop_url, token_env, api_version)
+        elif source == "file":
+            source_settings = file_settings(path, file_format, parse_columns(column))
+            source_settings["delimiter"] = delimiter
+        else:
+            fail(f"--source {source!r} must be 'shopify' or 'file'")
+        tenant = registry().add(
+            Tenant(
+                tenant_id=tenant_id,
+                display_name=display_name or tenant_id,
+                source_kind=source,
+                source_settings=source_settings,
+                timezone=timezone,
+                currency=currency.upper(),
+                horizon_days=horizon_days,
+            )
+        )
+    except (InvalidTenantId, RegistryError) as exc:
+        fail(str(exc))
+    sync_partitions()
+    console.print(f"registered [bold]{tenant.tenant_id}[/bold] ({tenant.source_kind}) and added its partition")
+
+
+@tenants_app.command("list")
+def tenants_list():
+    """Show registered tenants (secrets are referenced by variable name only)."""
+    table = Table("tenant", "source", "where", "timezone", "currency", "H", "status", "created")
+    for tenant in registry().list():
+        where = tenant.source_settings.get("shop_url") or tenant.source_settings.get("path")
+        if tenant.source_kind == "shopify":
+            where = f"{where} (token: ${tenant.source_settings['token_env']})"
+        table.add_row(
+            tenant.tenant_id, tenant.source_kind, where, tenant.timezone, tenant.currency,
+            str(tenant.horizon_days), tenant.status, tenant.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@tenants_app.command("remove")
+def tenants_remove(
+    tenant_id: str,
+    purge: Annotated[bool, typer.Option(help="also delete the tenant's lake data and quarantine")] = False,
+):
+    """Unregister a tenant and drop its partition; its data stays unless --purge."""
+    from mlops_assets.core.lake import lake_root, purge_tenant
+
+    try:
+        registry().remove(tenant_id)
+    except (InvalidTenantId, RegistryError) as exc:
+        fail(str(exc))
+    sync_partitions()
+    console.print(f"removed {tenant_id} from the registry and its partition from Dagster")
+    if purge:
+        current = settings()
+        removed = purge_tenant(lake_root(current.lake_url, current.s3_endpoint_url), tenant_id)
+        console.print(f"purged {len(removed)} lake directories of {tenant_id}")
+
+
+def _set_status(tenant_id: str, status: str) -> None:
+    try:
+        registry().set_status(tenant_id, status)
+    except (InvalidTenantId, RegistryError) as exc:
+        fail(str(exc))
+    console.print(f"{tenant_id} is now {status}")
+
+
+@tenants_app.command("pause")
+def tenants_pause(tenant_id: str):
+    """Keep a tenant's data and partition but leave it out of scheduled runs."""
+    _set_status(tenant_id, "paused")
+
+
+@tenants_app.command("resume")
+def tenants_resume(tenant_id: str):
+    _set_status(tenant_id, "active")
+
+
+def _build_emulator(shops, host: str, port: int, token: str, faults=None, bucket=(40, 2.0)):
+    from tqdm import tqdm
+
+    from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
+    from mlops_assets.core.synthetic import SyntheticShop
+
+    emulated = {}
+    for spec in tqdm(shops, desc="generating shops", unit="shop", disable=None):
+        emulated[spec.name] = EmulatedShop(SyntheticShop(spec), token, LeakyBucket(*bucket))
+    try:
+        return ShopApiEmulator(emulated, host=host, port=port, faults=faults), emulated
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc} (fix: pick another --port)")
+        raise
+
+
+def _emulator_token() -> str:
+    return os.environ.get(EMULATOR_TOKEN_ENV) or DEMO_TOKEN
+
+
+@app.command("shop-emulator")
+def shop_emulator(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    shop: Annotated[list[str], typer.Option(help="NAME[:CUSTOMERS[:SEED]], repeatable; default: the demo shops")] = [],  # noqa: B006
+    timezone: str = "UTC",
+    currency: str = "USD",
+    end_date: Annotated[str | None, typer.Option(help="last day of history (default: yesterday)")] = None,
+    history_days: int = 730,
+    error_rate: Annotated[float, typer.Option(help="share of requests answered 5xx")] = 0.0,
+    latency_ms: float = 0.0,
+    drop_rate: Annotated[float, typer.Option(help="share of connections dropped without an answer")] = 0.0,
+    malformed_body_rate: float = 0.0,
+    malformed_record_rate: float = 0.0,
+    bucket_capacity: int = 40,
+    leak_per_s: float = 2.0,
+):
+    f"""Serve synthetic shops with the Shopify Admin REST API shape; the token is read from ${EMULATOR_TOKEN_ENV}."""
+    from mlops_assets.core.shop_emulator import Faults
+    from mlops_assets.core.synthetic import ShopSpec, demo_shop_specs
+
+    end = date.fromisoformat(end_date) if end_date else datetime.now(UTC).date() - timedelta(days=1)
+    specs = []
+    for item in shop:
+        name, *rest = item.split(":")
+        try:
+            validate_tenant_id(name)
+            specs.append(ShopSpec(name, customers=int(rest[0]) if rest else 2000, seed=int(rest[1]) if len(rest) > 1 else 0,
+                                  end=end, history_days=history_days, timezone=timezone, currency=currency))
+        except (InvalidTenantId, ValueError) as exc:
+            fail(f"--shop {item!r}: {exc}")
+    specs = specs or demo_shop_specs(end)
+    faults = Faults(error_rate, latency_ms, drop_rate, malformed_body_rate, malformed_record_rate)
+    emulator, _ = _build_emulator(specs, host, port, _emulator_token(), faults, (bucket_capacity, leak_per_s))
+    for spec in specs:
+        console.print(f"{spec.name}: {emulator.shop_url(spec.name)}  ({spec.customers} customers, {spec.timezone}, {spec.currency})")
+    if EMULATOR_TOKEN_ENV not in os.environ:
+        console.print(f"token: ${EMULATOR_TOKEN_ENV} is unset, accepting the demo token {DEMO_TOKEN!r}")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+
+
+def _day(value: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(value) if value else default
+    except ValueError:
+        fail(f"{value!r} is not a date like 2026-01-31")
+        raise
+
+
+def _run_ingestion(tenant_ids: list[str], first: date, last: date, resource: str, days_per_run: int) -> list:
+    from tqdm import tqdm
+
+    import dagster as dg
+    from mlops_assets.automation import materialize_tenant_days
+    from mlops_assets.definitions import defs
+
+    selection = {"all": ["raw_orders", "raw_customers"], "orders": ["raw_orders"], "customers": ["raw_customers"]}[resource]
+    job = defs.resolve_implicit_global_asset_job_def()
+    total = (last - first).days + 1
+    with instance() as dagster_instance, tqdm(total=total, desc="ingesting days", unit="day", disable=None) as bar:
+        return materialize_tenant_days(
+            job, dagster_instance, tenant_ids, first, last, [dg.AssetKey(name) for name in selection],
+            days_per_run=days_per_run, on_run_done=lambda result, days: bar.update(days), console_log_level="WARNING",
+        )
+
+
+def _summarize(results: list) -> bool:
+    """Print rows per tenant and the gates; True when every run and blocking gate passed."""
+    from collections import defaultdict
+
+    rows, quarantined, requests = defaultdict(int), defaultdict(int), defaultdict(int)
+    gates: dict[str, list[bool]] = defaultdict(list)
+    ok = True
+    for result in results:
+        ok &= result.success
+        for event in result.get_asset_materialization_events():
+            materialization = event.event_specific_data.materialization
+            meta = {k: v.value for k, v in materialization.metadata.items()}
+            tenant = materialization.partition.split("|")[1]
+            key = (tenant, materialization.asset_key.path[-1])
+            rows[key] += int(meta.get("rows", 0))
+            quarantined[key] += int(meta.get("quarantined", 0))
+            requests[tenant] += int(meta.get("api_requests", 0))
+        for evaluation in result.get_asset_check_evaluations():
+            gates[f"{evaluation.asset_key.path[-1]}.{evaluation.check_name}"].append(evaluation.passed)
+            ok &= evaluation.passed or not evaluation.blocking
+    table = Table("tenant", "asset", "rows", "quarantined", "API requests")
+    for (tenant, asset), count in sorted(rows.items()):
+        table.add_row(tenant, asset, str(count), str(quarantined[(tenant, asset)]), str(requests[tenant]))
+    console.print(table)
+    gate_table = Table("quality gate", "runs passed")
+    for name, passed in sorted(gates.items()):
+        gate_table.add_row(name, f"{sum(passed)}/{len(passed)}")
+    console.print(gate_table)
+    return ok
+
+
+@app.command("ingest")
+def ingest(
+    tenant: Annotated[list[str], typer.Option(help="tenant id, repeatable (default: every active tenant)")] = [],  # noqa: B006
+    from_date: Annotated[str | None, typer.Option("--from", help="first day (default: yesterday)")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="last day (default: yesterday)")] = None,
+    resource: Annotated[str, typer.Option(help="all | orders | customers")] = "all",
+    days_per_run: int = 7,
+):
+    """Materialize raw orders/customers for tenants x days, batched into few runs."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    first, last = _day(from_date, yesterday), _day(to_date, yesterday)
+    if first > last:
+        fail("--from is after --to")
+    tenant_ids = tenant or registry().list_ids(status="active")
+    if not tenant_ids:
+        fail("no active tenants (fix: `mlops tenants add ...`)")
+    sync_partitions()
+    if not _summarize(_run_ingestion(tenant_ids, first, last, resource, days_per_run)):
+        fail("some runs or blocking quality gates failed; see the run logs in `mlops dev`")
+
+
+@app.command("demo")
+def demo(
+    port: Annotated[int, typer.Option(help="port of the demo shop emulator")] = 8765,
+    days: Annotated[int, typer.Option(help="days of history to ingest, ending yesterday")] = 14,
+):
+    """The main job on the embedded default: demo shops -> registry -> partitions -> the lake."""
+    from mlops_assets.core.synthetic import SyntheticShop, demo_shop_specs, transaction_export
+
+    current = settings()
+    console.print(f"profile [bold]{current.profile}[/bold]; state under {current.home}")
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    specs = demo_shop_specs(yesterday)
+    shop_specs, file_spec = specs[:-1], specs[-1]
+    os.environ.setdefault(EMULATOR_TOKEN_ENV, DEMO_TOKEN)
+    emulator, _ = _build_emulator(shop_specs, "127.0.0.1", port, os.environ[EMULATOR_TOKEN_ENV])
+    export_path = current.home / "exports" / f"{file_spec.name}.csv"
+    export_path.parent.mkdir(parents=True, exist_ok=True)
+    transaction_export(SyntheticShop(file_spec)).to_csv(export_path, index=False)
+    tenants_registry = registry()
+    for spec in shop_specs:
+        tenants_registry.upsert(
+            Tenant(spec.name, spec.name.replace("-", " ").title(), "shopify",
+                   shopify_settings(emulator.shop_url(spec.name), EMULATOR_TOKEN_ENV), spec.timezone, spec.currency)
+        )
+    tenants_registry.upsert(
+        Tenant(file_spec.name, "Umbrella (CSV export)", "file", file_settings(str(export_path)), file_spec.timezone,
+               file_spec.currency)
+    )
+    sync_partitions()
+    with emulator:
+        results = _run_ingestion([s.name for s in specs], yesterday - timedelta(days=days - 1), yesterday, "all", 7)
+    ok = _summarize(results)
+    console.print(
+        f"lake: {current.lake_url}\nnext: `mlops dev` opens the lineage UI; to materialize from it, keep "
+        f"`mlops shop-emulator --port {port}` running in another terminal"
+    )
+    if not ok:
+        fail("some runs or blocking quality gates failed")
+
+
+@app.command("dev")
+def dev(host: str = "127.0.0.1", port: int = 3000):
+    """`dagster dev` on this profile's persistent instance ($MLOPS_HOME/dagster unless DAGSTER_HOME is set)."""
+    instance().dispose()
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "mlops_assets.definitions", "-h", host, "-p", str(port)]
+    raise typer.Exit(subprocess.call(command, env={**os.environ}))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,88 @@
+"""The warehouse database (SQLite locally, PostgreSQL in production) and its versioned schema.
+
+SQLAlchemy Core gives one code path for both engines. Migrations are an ordered list applied
+once each, recorded in `mlops_schema_migrations`, under an advisory lock on PostgreSQL so two
+processes starting together cannot apply one twice.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+tenants_table = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("source_kind", sa.String(16), nullable=False),
+    sa.Column("source_settings", sa.JSON, nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("horizon_days", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("source_kind in ('shopify', 'file')", name="tenants_source_kind"),
+    sa.CheckConstraint("status in ('active', 'paused')", name="tenants_status"),
+    sa.CheckConstraint("horizon_days between 1 and 365", name="tenants_horizon_days"),
+)
+
+migrations_table = sa.Table(
+    "mlops_schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+Migration = tuple[int, str, Callable[[sa.Connection], None]]
+
+MIGRATIONS: list[Migration] = [
+    (1, "tenant registry", lambda conn: tenants_table.create(conn, checkfirst=True)),
+]
+
+
+@functools.cache
+def engine_for(url: str) -> sa.Engine:
+    """One pooled engine per URL and process; SQLite files get their directory created."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+    else:
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+    migrate(engine)
+    return engine
+
+
+def migrate(engine: sa.Engine) -> list[int]:
+    """Apply pending migrations; returns the versions applied by this call."""
+    applied_now = []
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('mlops_schema_migrations'))"))
+        migrations_table.create(conn, checkfirst=True)
+        done = set(conn.execute(sa.select(migrations_table.c.version)).scalars())
+        for version, description, apply in MIGRATIONS:
+            if version in done:
+                continue
+            apply(conn)
+            conn.execute(
+                migrations_table.insert().values(
+                    version=version, description=description, applied_at=datetime.now(UTC)
+                )
+            )
+            applied_now.append(version)
+    return applied_now
+
+
+def schema_version(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar_one() or 0

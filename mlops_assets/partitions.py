@@ -1,0 +1,40 @@
+"""Tenant x date partitions.
+
+`tenant` is dynamic (kept in step with the registry by a sensor); `date` is a rolling window of
+`MLOPS_PARTITION_WINDOW_DAYS` days ending yesterday, so tenants x days stays inside Dagster's
+recommended 100k partitions per asset at 1000 tenants (docs/architecture.md, "Scale").
+Multi-partition keys put dimensions in alphabetical order: `2024-01-10|acme`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+from mlops_assets.core.tenant_ids import validate_tenant_id
+from mlops_assets.settings import Settings
+
+TENANTS = "tenants"
+tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANTS)
+
+
+def date_window_start(window_days: int, today: date | None = None) -> date:
+    today = today or datetime.now(UTC).date()
+    return today - timedelta(days=window_days)
+
+
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=date_window_start(Settings.from_env().partition_window_days).isoformat()
+)
+tenant_day_partitions = dg.MultiPartitionsDefinition({"date": daily_partitions, "tenant": tenant_partitions})
+
+
+def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date]:
+    key = partition_key if isinstance(partition_key, dg.MultiPartitionKey) else tenant_day_partitions.get_partition_key_from_str(partition_key)
+    dims = key.keys_by_dimension
+    return validate_tenant_id(dims["tenant"]), date.fromisoformat(dims["date"])
+
+
+def tenant_day_key(tenant_id: str, day: date) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"tenant": validate_tenant_id(tenant_id), "date": day.isoformat()})

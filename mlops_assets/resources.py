@@ -1,0 +1,53 @@
+"""Configurable resources: the lake, the tenant registry (warehouse DB) and the shop API client.
+
+Connection strings are passed as `EnvVar`s by definitions.py when they come from the
+environment, so the Dagster UI shows the variable's name, never a password in a URL.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from upath import UPath
+
+from mlops_assets.core.ingest import shopify_client
+from mlops_assets.core.lake import lake_root
+from mlops_assets.core.registry import Tenant, TenantRegistry
+from mlops_assets.core.shop_client import ShopifyClient
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where raw data, features and reports live: a local directory or s3://bucket/prefix."""
+
+    url: str
+    s3_endpoint_url: str | None = None
+
+    def root(self) -> UPath:
+        return lake_root(self.url, self.s3_endpoint_url)
+
+
+class TenantRegistryResource(dg.ConfigurableResource):
+    warehouse_url: str
+
+    def registry(self) -> TenantRegistry:
+        return TenantRegistry(self.warehouse_url)
+
+
+class ShopApiResource(dg.ConfigurableResource):
+    """Client settings for Shopify-shaped shop APIs; tokens come from each tenant's token_env."""
+
+    page_limit: int = 250
+    bucket_capacity: int = 40
+    leak_per_s: float = 2.0
+    max_failures: int = 8
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+
+    def client(self, tenant: Tenant) -> ShopifyClient:
+        return shopify_client(
+            tenant,
+            page_limit=self.page_limit,
+            bucket_capacity=self.bucket_capacity,
+            leak_per_s=self.leak_per_s,
+            max_failures=self.max_failures,
+            timeout=(self.connect_timeout_s, self.read_timeout_s),
+        )

@@ -1,0 +1,63 @@
+"""Deployment profiles, read from the environment once per process.
+
+`local` (the default) needs no server: everything lives under `$MLOPS_HOME` (default `./.mlops`).
+`production` points the lake at S3 and the warehouse at PostgreSQL. Every value can be overridden
+by its own variable in either profile; the README lists them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROFILES = ("local", "production")
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    home: Path
+    lake_url: str
+    s3_endpoint_url: str | None
+    warehouse_url: str
+    mlflow_tracking_uri: str
+    dagster_home: Path
+    partition_window_days: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        profile = env.get("MLOPS_PROFILE", "local").strip().lower()
+        if profile not in PROFILES:
+            raise SettingsError(f"MLOPS_PROFILE={profile!r} is not one of {PROFILES} (fix: unset it or pick one)")
+        home = Path(env.get("MLOPS_HOME") or ".mlops").expanduser().resolve()
+
+        def required_in_production(name: str, local_default: str) -> str:
+            value = env.get(name)
+            if value:
+                return value
+            if profile == "production":
+                raise SettingsError(f"profile 'production' needs {name} (see README, 'Configuration')")
+            return local_default
+
+        lake_url = required_in_production("MLOPS_LAKE_URL", str(home / "lake"))
+        warehouse_url = required_in_production("MLOPS_WAREHOUSE_URL", f"sqlite:///{home / 'warehouse.db'}")
+        mlflow_uri = required_in_production("MLOPS_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        window = env.get("MLOPS_PARTITION_WINDOW_DAYS", "90")
+        if not window.isdigit() or not 7 <= int(window) <= 3660:
+            raise SettingsError(f"MLOPS_PARTITION_WINDOW_DAYS={window!r} must be a whole number of days in [7, 3660]")
+        return cls(
+            profile=profile,
+            home=home,
+            lake_url=lake_url,
+            s3_endpoint_url=env.get("MLOPS_S3_ENDPOINT_URL") or None,
+            warehouse_url=warehouse_url,
+            mlflow_tracking_uri=mlflow_uri,
+            dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
+            partition_window_days=int(window),
+        )
