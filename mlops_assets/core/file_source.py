@@ -35,10 +35,8 @@ class DaySlice:
     source_rows: int
 
 
-def _read_export(url: str, file_format: str, delimiter: str, stamp: object) -> pd.DataFrame:
-    del stamp  # part of the cache key only: a changed file is read again
-    path = UPath(url)
-    with path.open("rb") as handle:
+def _read_export(url: str, file_format: str, delimiter: str) -> pd.DataFrame:
+    with UPath(url).open("rb") as handle:
         if file_format == "parquet":
             frame = pd.read_parquet(handle)
             return frame.astype({c: "string" for c in frame.columns})
@@ -46,16 +44,26 @@ def _read_export(url: str, file_format: str, delimiter: str, stamp: object) -> p
         return pd.read_csv(handle, sep=sep, dtype=str, keep_default_na=False, engine="python" if len(sep) > 1 else "c")
 
 
-_cached_read = functools.lru_cache(maxsize=8)(_read_export)
+@functools.lru_cache(maxsize=8)
+def _normalized(url, file_format, delimiter, columns, stamp, timezone, currency, tenant_id) -> pd.DataFrame:
+    del stamp  # only part of the cache key: a changed file is read again
+    settings = {"path": url, "columns": dict(columns)}
+    return normalize_export(_read_export(url, file_format, delimiter), settings, ZoneInfo(timezone), currency, tenant_id)
 
 
-def load_export(settings: dict) -> pd.DataFrame:
+def load_normalized(settings: dict, timezone: str, currency: str, tenant_id: str) -> pd.DataFrame:
+    """The whole export, normalized once per process and file version (a run covers many days)."""
     path = UPath(settings["path"])
     if not path.exists():
-        raise FileSourceError(f"export file {settings['path']} does not exist (fix: `mlops tenants add ... --path` to a readable file)")
+        raise FileSourceError(
+            f"tenant {tenant_id}: export file {settings['path']} does not exist (fix: re-register the tenant with "
+            "`mlops tenants add ... --path` pointing at a readable file)"
+        )
     info = path.stat()
     stamp = (getattr(info, "st_mtime", None), getattr(info, "st_size", None))
-    return _cached_read(settings["path"], settings.get("format", "csv"), settings.get("delimiter", ","), stamp)
+    columns = tuple(sorted(settings.get("columns", {}).items()))
+    return _normalized(settings["path"], settings.get("format", "csv"), settings.get("delimiter", ","), columns, stamp,
+                       timezone, currency, tenant_id)
 
 
 def normalize_export(raw: pd.DataFrame, settings: dict, zone: ZoneInfo, currency: str, tenant_id: str) -> pd.DataFrame:

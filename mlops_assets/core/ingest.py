@@ -16,7 +16,7 @@ import pandas as pd
 from upath import UPath
 
 from mlops_assets.core import lake
-from mlops_assets.core.file_source import load_export, normalize_export, slice_day
+from mlops_assets.core.file_source import load_normalized, slice_day
 from mlops_assets.core.quality import PartitionContext
 from mlops_assets.core.registry import Tenant
 from mlops_assets.core.shop_client import FetchStats, ShopifyClient
@@ -83,7 +83,7 @@ def _file_customers(orders: pd.DataFrame, first_seen: pd.Series) -> pd.DataFrame
 
 def ingest_file_day(tenant: Tenant, resource: str, day: date) -> IngestedDay:
     settings = tenant.source_settings
-    normalized = normalize_export(load_export(settings), settings, tenant.zone, tenant.currency, tenant.tenant_id)
+    normalized = load_normalized(settings, tenant.timezone, tenant.currency, tenant.tenant_id)
     sliced = slice_day(normalized, day)
     if resource == "orders":
         return IngestedDay(frame=sliced.frame, quarantine=sliced.quarantine, undated=sliced.undated)

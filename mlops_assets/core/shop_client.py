@@ -67,6 +67,7 @@ class ShopifyClient:
     leak_per_s: float = 2.0
     headroom: int = 1
     max_failures: int = 8
+    initial_backoff_s: float = 0.25
     max_backoff_s: float = 30.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
@@ -145,7 +146,9 @@ class ShopifyClient:
             error = state.outcome.exception()
             if isinstance(error, _Retryable) and error.retry_after is not None:
                 return error.retry_after
-            return wait_exponential_jitter(initial=0.25, max=self.max_backoff_s)(state)
+            return wait_exponential_jitter(
+                multiplier=self.initial_backoff_s, max=self.max_backoff_s, jitter=self.initial_backoff_s
+            )(state)
 
         def stop(state: RetryCallState) -> bool:
             error = state.outcome.exception()

@@ -161,7 +161,9 @@ class ShopApiEmulator:
         return f"{self.base_url}/shops/{name}"
 
     def start(self) -> ShopApiEmulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="shop-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="shop-emulator", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -193,7 +193,7 @@ def to_frame(resource: str, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.Dat
     """Rows in the lake's schema and canonical order (by id), so equal data gives equal files."""
     schema = SCHEMAS[resource]
     if isinstance(rows, pd.DataFrame):
-        table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+        table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False).replace_schema_metadata(None)
     else:
         table = pa.Table.from_pylist(rows, schema=schema)
     return from_arrow(table.sort_by(schema.names[0]))

@@ -7,7 +7,7 @@ processes starting together cannot apply one twice.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,9 +49,26 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-@functools.cache
+_engines: dict[str, sa.Engine] = {}
+_engines_lock = threading.Lock()
+
+
 def engine_for(url: str) -> sa.Engine:
-    """One pooled engine per URL and process; SQLite files get their directory created."""
+    """One pooled, migrated engine per URL and process; SQLite files get their directory created."""
+    with _engines_lock:
+        if url not in _engines:
+            _engines[url] = _create_engine(url)
+        return _engines[url]
+
+
+def dispose_engines() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _create_engine(url: str) -> sa.Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,172 @@
+"""Real components for tests: PostgreSQL (the machine's, or a throwaway cluster), an S3 endpoint
+(moto server on loopback), the shop API emulator over real HTTP, and a private MLOPS_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from glob import glob
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+TEST_END = date(2026, 10, 31)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server_answers(url: str) -> bool:
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable", and we start our own
+        return False
+
+
+def _pg_binary(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        pytest.fail(f"no PostgreSQL server at 127.0.0.1:5432 and no {name} to start one (install Debian's postgresql)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL admin URL: the machine's server if it answers, else a throwaway cluster."""
+    machine = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    if _server_answers(machine):
+        yield machine
+        return
+    root = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+    data, port = root / "data", _free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    subprocess.run([*as_postgres, _pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
+                    "-o", f"-h 127.0.0.1 -p {port} -k {root}", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database per test, dropped afterwards."""
+    name = f"mlops_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    url = postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        from mlops_assets.core.warehouse import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 HTTP endpoint (moto server) on loopback, with fake credentials."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        os.environ[key] = value
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_lake_url(s3_endpoint: str) -> str:
+    import boto3
+
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/prefix"
+
+
+@pytest.fixture
+def mlops_home(tmp_path, monkeypatch) -> Path:
+    """A private local profile: lake, warehouse and Dagster home under tmp_path."""
+    home = tmp_path / "mlops"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    for name in ("MLOPS_PROFILE", "MLOPS_LAKE_URL", "MLOPS_WAREHOUSE_URL", "MLOPS_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+@pytest.fixture(scope="session")
+def small_shop():
+    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+
+    return SyntheticShop(ShopSpec("acme", customers=1500, seed=7, end=TEST_END, history_days=400,
+                                  timezone="America/New_York", currency="USD"))
+
+
+@pytest.fixture
+def emulator_factory():
+    """Start emulators serving given shops; all are stopped after the test."""
+    from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
+
+    started = []
+
+    def start(shops: dict, faults=None, token: str = "shpat_test_token", bucket=(40, 2.0)):
+        emulator = ShopApiEmulator(
+            {name: EmulatedShop(shop, token, LeakyBucket(*bucket)) for name, shop in shops.items()}, faults=faults
+        ).start()
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
