@@ -126,10 +126,17 @@ def tenants_add(
 
 
 @tenants_app.command("list")
-def tenants_list():
+def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON object per tenant")] = False):
     """Show registered tenants (secrets are referenced by variable name only)."""
+    import json
+
+    tenants = registry().list()
+    if as_json:
+        for tenant in tenants:
+            typer.echo(json.dumps(tenant.public_view(), sort_keys=True))
+        return
     table = Table("tenant", "source", "where", "timezone", "currency", "H", "status", "created")
-    for tenant in registry().list():
+    for tenant in tenants:
         where = tenant.source_settings.get("shop_url") or tenant.source_settings.get("path")
         if tenant.source_kind == "shopify":
             where = f"{where} (token: ${tenant.source_settings['token_env']})"

@@ -130,7 +130,7 @@ def gate_context(root: UPath, tenant: Tenant, resource: str, day: date, frame: p
     median_value = None
     if resource == "orders":
         history = lake.read_days(root, asset, tenant.tenant_id, trailing, ["total_price"])["total_price"]
-        values = pd.concat([history, frame["total_price"]]).astype(float)
+        values = np.concatenate([history.to_numpy(float), frame["total_price"].to_numpy(float)])
         if len(values) >= 20:
             median_value = float(np.median(values))
     return PartitionContext(

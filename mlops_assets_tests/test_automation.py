@@ -1,0 +1,67 @@
+"""The registry sensor keeps the `tenants` partitions in step; runs batch neighbouring tenants."""
+
+from datetime import date
+
+import dagster as dg
+
+from mlops_assets.automation import partition_changes, sync_tenant_partitions, tenant_registry_sensor, tenant_runs
+from mlops_assets.core.registry import Tenant, TenantRegistry, file_settings
+from mlops_assets.partitions import TENANTS, tenant_and_day, tenant_day_key
+from mlops_assets.resources import TenantRegistryResource
+
+
+def register(registry, *ids):
+    for tenant_id in ids:
+        registry.add(Tenant(tenant_id, tenant_id, "file", file_settings(f"/data/{tenant_id}.csv")))
+
+
+def evaluate_sensor(instance, warehouse_url):
+    context = dg.build_sensor_context(instance=instance, resources={"tenants": TenantRegistryResource(warehouse_url=warehouse_url)})
+    result = tenant_registry_sensor(context)
+    if isinstance(result, dg.SensorResult):
+        for request in result.dynamic_partitions_requests:
+            if isinstance(request, dg.AddDynamicPartitionsRequest):
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            else:
+                for key in request.partition_keys:
+                    instance.delete_dynamic_partition(request.partitions_def_name, key)
+    return result
+
+
+def test_sensor_adds_and_removes_partitions(warehouse_url):
+    registry = TenantRegistry(warehouse_url)
+    instance = dg.DagsterInstance.ephemeral()
+    register(registry, "acme", "globex")
+    evaluate_sensor(instance, warehouse_url)
+    assert sorted(instance.get_dynamic_partitions(TENANTS)) == ["acme", "globex"]
+    assert isinstance(evaluate_sensor(instance, warehouse_url), dg.SkipReason)
+    registry.remove("acme")
+    register(registry, "initech")
+    evaluate_sensor(instance, warehouse_url)
+    assert sorted(instance.get_dynamic_partitions(TENANTS)) == ["globex", "initech"]
+
+
+def test_paused_tenants_keep_their_partition(tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    registry = TenantRegistry(url)
+    register(registry, "acme")
+    registry.set_status("acme", "paused")
+    instance = dg.DagsterInstance.ephemeral()
+    assert sync_tenant_partitions(instance, registry) == (["acme"], [])
+
+
+def test_invalid_ids_never_become_partitions():
+    assert partition_changes(["ok-1", "a|b", "../x", "UP"], ["stale"]) == (["ok-1"], ["stale"])
+
+
+def test_runs_cover_contiguous_tenants_only():
+    order = ["a1", "b2", "c3", "d4", "e5"]
+    assert tenant_runs(order, order) == [("a1", "e5")]
+    assert tenant_runs(order, ["a1", "b2", "d4"]) == [("a1", "b2"), ("d4", "d4")]
+    assert tenant_runs(order, []) == []
+
+
+def test_partition_keys_round_trip():
+    key = tenant_day_key("acme", date(2026, 1, 10))
+    assert str(key) == "2026-01-10|acme"
+    assert tenant_and_day("2026-01-10|acme") == ("acme", date(2026, 1, 10))

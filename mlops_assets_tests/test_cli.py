@@ -1,0 +1,117 @@
+"""The operator's CLI, run as a user would: in-process for registry commands, as processes for servers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from mlops_assets.cli import app
+from mlops_assets.core.synthetic import ShopSpec, SyntheticShop, transaction_export
+from mlops_assets_tests.conftest import _free_port, wait_until
+
+runner = CliRunner()
+
+
+def mlops(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def partitions(home):
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    with dg.DagsterInstance.get() as instance:
+        return sorted(instance.get_dynamic_partitions("tenants"))
+
+
+def test_tenants_add_list_remove(mlops_home, monkeypatch):
+    monkeypatch.setenv("ACME_TOKEN", "shpat_do_not_print")
+    added = mlops("tenants", "add", "acme", "--source", "shopify", "--shop-url", "https://acme.myshopify.com",
+                  "--token-env", "ACME_TOKEN", "--timezone", "Europe/Berlin", "--currency", "eur", "--horizon-days", "45")
+    assert added.exit_code == 0, added.output
+    assert partitions(mlops_home) == ["acme"]
+    listed = json.loads(mlops("tenants", "list", "--json").output)
+    assert listed["source_settings"]["token_env"] == "ACME_TOKEN" and listed["currency"] == "EUR"
+    assert "shpat_do_not_print" not in mlops("tenants", "list").output + mlops("tenants", "list", "--json").output
+    assert mlops("tenants", "pause", "acme").exit_code == 0
+    assert json.loads(mlops("tenants", "list", "--json").output)["status"] == "paused"
+    assert mlops("tenants", "remove", "acme").exit_code == 0
+    assert partitions(mlops_home) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["a|b", "--source", "file", "--path", "x.csv"], "invalid tenant id"),
+        (["acme", "--source", "shopify", "--shop-url", "https://a.myshopify.com"], "--token-env"),
+        (["acme", "--source", "ftp"], "--source"),
+        (["acme", "--source", "file", "--path", "x.csv", "--timezone", "Moon/Base"], "timezone"),
+        (["acme", "--source", "file", "--path", "x.csv", "--column", "timestamp"], "FIELD=COLUMN"),
+    ],
+)
+def test_bad_input_exits_2_with_a_fix(mlops_home, args, message):
+    result = mlops("tenants", "add", *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_ingest_a_file_tenant_then_purge(mlops_home):
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    shop = SyntheticShop(ShopSpec("umbrella", customers=300, seed=3, end=yesterday, history_days=60))
+    export = mlops_home / "umbrella.csv"
+    mlops_home.mkdir(exist_ok=True)
+    transaction_export(shop).to_csv(export, index=False)
+    assert mlops("tenants", "add", "umbrella", "--source", "file", "--path", str(export)).exit_code == 0
+    first = (yesterday - timedelta(days=2)).isoformat()
+    result = mlops("ingest", "--from", first, "--to", yesterday.isoformat())
+    assert result.exit_code == 0, result.output
+    lake_dir = mlops_home / "lake" / "raw_orders" / "tenant=umbrella"
+    assert sorted(p.name for p in lake_dir.iterdir()) == [
+        f"date={(yesterday - timedelta(days=k)).isoformat()}" for k in (2, 1, 0)
+    ]
+    assert "raw_orders.currency_matches_tenant" in result.output
+    purged = mlops("tenants", "remove", "umbrella", "--purge")
+    assert purged.exit_code == 0 and not lake_dir.exists()
+
+
+def test_shop_emulator_serves_until_sigterm(mlops_home):
+    port = _free_port()
+    env = {**os.environ, "MLOPS_EMULATOR_TOKEN": "shpat_cli_test"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlops_assets.cli", "shop-emulator", "--port", str(port), "--shop", "tiny:150:1",
+         "--error-rate", "0.0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/shops/tiny/admin/api/2025-01/customers.json"
+
+    def answers():
+        try:
+            return requests.get(url, headers={"X-Shopify-Access-Token": "shpat_cli_test"}, timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        assert wait_until(answers, timeout=60), process.stdout.read1().decode() if process.poll() is not None else ""
+        assert requests.get(url, headers={"X-Shopify-Access-Token": "wrong"}, timeout=2).status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    assert process.returncode == 0
+
+
+def test_demo_is_the_main_job_end_to_end(mlops_home):
+    """What the README's first command runs: shops -> registry -> partitions -> lake, every gate green."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mlops_assets.cli", "demo", "--days", "2", "--port", str(_free_port())],
+        capture_output=True, text=True, timeout=600, env={**os.environ},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for tenant in ("acme-outdoor", "globex-beauty", "initech-books", "umbrella-export"):
+        days = list((mlops_home / "lake" / "raw_orders" / f"tenant={tenant}").iterdir())
+        assert len(days) == 2
+    assert "raw_orders.schema_valid" in result.stdout
+    assert partitions(mlops_home) == ["acme-outdoor", "globex-beauty", "initech-books", "umbrella-export"]
