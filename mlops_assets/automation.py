@@ -1,6 +1,5 @@
 """Schedules and sensors. For now: the registry -> `tenants` dynamic partitions sensor."""
 
-
 import dagster as dg
 
 from mlops_assets.core.registry import TenantRegistry

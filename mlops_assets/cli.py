@@ -88,7 +88,9 @@ def tenants_add(
     token_env: Annotated[str | None, typer.Option(help="NAME of the env var holding the shop token")] = None,
     api_version: Annotated[str, typer.Option(help="Shopify Admin API version")] = "2025-01",
     path: Annotated[str | None, typer.Option(help="file tenants: CSV/Parquet export, local or s3://")] = None,
-    file_format: Annotated[str | None, typer.Option("--format", help="csv | parquet (default: from the suffix)")] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv | parquet (default: from the suffix)")
+    ] = None,
     delimiter: Annotated[str, typer.Option(help="CSV delimiter, or 'whitespace'")] = ",",
     column: Annotated[list[str], typer.Option(help="FIELD=COLUMN mapping, repeatable")] = [],  # noqa: B006
     timezone: Annotated[str, typer.Option(help="IANA zone of the shop's days")] = "UTC",
@@ -141,8 +143,14 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
         if tenant.source_kind == "shopify":
             where = f"{where} (token: ${tenant.source_settings['token_env']})"
         table.add_row(
-            tenant.tenant_id, tenant.source_kind, where, tenant.timezone, tenant.currency,
-            str(tenant.horizon_days), tenant.status, tenant.created_at.strftime("%Y-%m-%d %H:%M"),
+            tenant.tenant_id,
+            tenant.source_kind,
+            where,
+            tenant.timezone,
+            tenant.currency,
+            str(tenant.horizon_days),
+            tenant.status,
+            tenant.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     console.print(table)
 
@@ -223,7 +231,7 @@ def shop_emulator(
     bucket_capacity: int = 40,
     leak_per_s: float = 2.0,
 ):
-    f"""Serve synthetic shops with the Shopify Admin REST API shape; the token is read from ${EMULATOR_TOKEN_ENV}."""
+    """Serve synthetic shops with the Shopify Admin REST API shape; the token is read from $MLOPS_EMULATOR_TOKEN."""
     from mlops_assets.core.shop_emulator import Faults
     from mlops_assets.core.synthetic import ShopSpec, demo_shop_specs
 
@@ -233,15 +241,27 @@ def shop_emulator(
         name, *rest = item.split(":")
         try:
             validate_tenant_id(name)
-            specs.append(ShopSpec(name, customers=int(rest[0]) if rest else 2000, seed=int(rest[1]) if len(rest) > 1 else 0,
-                                  end=end, history_days=history_days, timezone=timezone, currency=currency))
+            specs.append(
+                ShopSpec(
+                    name,
+                    customers=int(rest[0]) if rest else 2000,
+                    seed=int(rest[1]) if len(rest) > 1 else 0,
+                    end=end,
+                    history_days=history_days,
+                    timezone=timezone,
+                    currency=currency,
+                )
+            )
         except (InvalidTenantId, ValueError) as exc:
             fail(f"--shop {item!r}: {exc}")
     specs = specs or demo_shop_specs(end)
     faults = Faults(error_rate, latency_ms, drop_rate, malformed_body_rate, malformed_record_rate)
     emulator, _ = _build_emulator(specs, host, port, _emulator_token(), faults, (bucket_capacity, leak_per_s))
     for spec in specs:
-        console.print(f"{spec.name}: {emulator.shop_url(spec.name)}  ({spec.customers} customers, {spec.timezone}, {spec.currency})")
+        console.print(
+            f"{spec.name}: {emulator.shop_url(spec.name)}  "
+            f"({spec.customers} customers, {spec.timezone}, {spec.currency})"
+        )
     if EMULATOR_TOKEN_ENV not in os.environ:
         console.print(f"token: ${EMULATOR_TOKEN_ENV} is unset, accepting the demo token {DEMO_TOKEN!r}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -262,19 +282,29 @@ def _day(value: str | None, default: date) -> date:
 
 
 def _run_ingestion(tenant_ids: list[str], first: date, last: date, resource: str, days_per_run: int) -> list:
+    import dagster as dg
     from tqdm import tqdm
 
-    import dagster as dg
     from mlops_assets.automation import materialize_tenant_days
-    from mlops_assets.definitions import defs
+    from mlops_assets.definitions import build_defs
 
-    selection = {"all": ["raw_orders", "raw_customers"], "orders": ["raw_orders"], "customers": ["raw_customers"]}[resource]
+    defs = build_defs(settings())
+    selection = {"all": ["raw_orders", "raw_customers"], "orders": ["raw_orders"], "customers": ["raw_customers"]}[
+        resource
+    ]
     job = defs.resolve_implicit_global_asset_job_def()
     total = (last - first).days + 1
     with instance() as dagster_instance, tqdm(total=total, desc="ingesting days", unit="day", disable=None) as bar:
         return materialize_tenant_days(
-            job, dagster_instance, tenant_ids, first, last, [dg.AssetKey(name) for name in selection],
-            days_per_run=days_per_run, on_run_done=lambda result, days: bar.update(days), console_log_level="WARNING",
+            job,
+            dagster_instance,
+            tenant_ids,
+            first,
+            last,
+            [dg.AssetKey(name) for name in selection],
+            days_per_run=days_per_run,
+            on_run_done=lambda result, days: bar.update(days),
+            console_log_level="WARNING",
         )
 
 
@@ -351,12 +381,24 @@ def demo(
     tenants_registry = registry()
     for spec in shop_specs:
         tenants_registry.upsert(
-            Tenant(spec.name, spec.name.replace("-", " ").title(), "shopify",
-                   shopify_settings(emulator.shop_url(spec.name), EMULATOR_TOKEN_ENV), spec.timezone, spec.currency)
+            Tenant(
+                spec.name,
+                spec.name.replace("-", " ").title(),
+                "shopify",
+                shopify_settings(emulator.shop_url(spec.name), EMULATOR_TOKEN_ENV),
+                spec.timezone,
+                spec.currency,
+            )
         )
     tenants_registry.upsert(
-        Tenant(file_spec.name, "Umbrella (CSV export)", "file", file_settings(str(export_path)), file_spec.timezone,
-               file_spec.currency)
+        Tenant(
+            file_spec.name,
+            "Umbrella (CSV export)",
+            "file",
+            file_settings(str(export_path)),
+            file_spec.timezone,
+            file_spec.currency,
+        )
     )
     sync_partitions()
     with emulator:

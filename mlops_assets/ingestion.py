@@ -5,7 +5,6 @@ them): each partition is fetched, quarantined and gated on its own; the gates re
 run and name every failing partition.
 """
 
-
 from collections import defaultdict
 
 import dagster as dg
@@ -30,7 +29,8 @@ def _check_result(gate: quality.Gate, outcomes: list[tuple[str, quality.Outcome]
         check_name=gate.name,
         passed=not failed,
         severity=dg.AssetCheckSeverity.ERROR if gate.blocking else dg.AssetCheckSeverity.WARN,
-        description=first.description if len(outcomes) == 1 or not failed
+        description=first.description
+        if len(outcomes) == 1 or not failed
         else f"{len(failed)} of {len(outcomes)} partitions failed; first: {first.description}",
         metadata=metadata,
     )

@@ -38,9 +38,7 @@ class HiveParquetIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         written = lake.write_frame(path, obj, self._schema(context, obj))
-        context.add_output_metadata(
-            {"rows": written["rows"], "bytes": written["bytes"], "digest": written["digest"]}
-        )
+        context.add_output_metadata({"rows": written["rows"], "bytes": written["bytes"], "digest": written["digest"]})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         return lake.read_frame(path)

@@ -31,7 +31,11 @@ tenant_day_partitions = dg.MultiPartitionsDefinition({"date": daily_partitions, 
 
 
 def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date]:
-    key = partition_key if isinstance(partition_key, dg.MultiPartitionKey) else tenant_day_partitions.get_partition_key_from_str(partition_key)
+    key = (
+        partition_key
+        if isinstance(partition_key, dg.MultiPartitionKey)
+        else tenant_day_partitions.get_partition_key_from_str(partition_key)
+    )
     dims = key.keys_by_dimension
     return validate_tenant_id(dims["tenant"]), date.fromisoformat(dims["date"])
 

@@ -59,15 +59,33 @@ def postgres_server() -> Iterator[str]:
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_postgres:
         shutil.chown(root, "postgres")
-    subprocess.run([*as_postgres, _pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-                    "-o", f"-h 127.0.0.1 -p {port} -k {root}", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, _pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            _pg_binary("pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {root}",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -102,8 +120,12 @@ def s3_endpoint() -> Iterator[str]:
     """A real S3 HTTP endpoint (moto server) on loopback, with fake credentials."""
     from moto.server import ThreadedMotoServer
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         os.environ[key] = value
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -140,8 +162,11 @@ def mlops_home(tmp_path, monkeypatch) -> Path:
 def small_shop():
     from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
 
-    return SyntheticShop(ShopSpec("acme", customers=1500, seed=7, end=TEST_END, history_days=400,
-                                  timezone="America/New_York", currency="USD"))
+    return SyntheticShop(
+        ShopSpec(
+            "acme", customers=1500, seed=7, end=TEST_END, history_days=400, timezone="America/New_York", currency="USD"
+        )
+    )
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ def register(registry, *ids):
 
 
 def evaluate_sensor(instance, warehouse_url):
-    context = dg.build_sensor_context(instance=instance, resources={"tenants": TenantRegistryResource(warehouse_url=warehouse_url)})
+    context = dg.build_sensor_context(
+        instance=instance, resources={"tenants": TenantRegistryResource(warehouse_url=warehouse_url)}
+    )
     result = tenant_registry_sensor(context)
     if isinstance(result, dg.SensorResult):
         for request in result.dynamic_partitions_requests:

@@ -31,8 +31,23 @@ def partitions(home):
 
 def test_tenants_add_list_remove(mlops_home, monkeypatch):
     monkeypatch.setenv("ACME_TOKEN", "shpat_do_not_print")
-    added = mlops("tenants", "add", "acme", "--source", "shopify", "--shop-url", "https://acme.myshopify.com",
-                  "--token-env", "ACME_TOKEN", "--timezone", "Europe/Berlin", "--currency", "eur", "--horizon-days", "45")
+    added = mlops(
+        "tenants",
+        "add",
+        "acme",
+        "--source",
+        "shopify",
+        "--shop-url",
+        "https://acme.myshopify.com",
+        "--token-env",
+        "ACME_TOKEN",
+        "--timezone",
+        "Europe/Berlin",
+        "--currency",
+        "eur",
+        "--horizon-days",
+        "45",
+    )
     assert added.exit_code == 0, added.output
     assert partitions(mlops_home) == ["acme"]
     listed = json.loads(mlops("tenants", "list", "--json").output)
@@ -82,9 +97,22 @@ def test_shop_emulator_serves_until_sigterm(mlops_home):
     port = _free_port()
     env = {**os.environ, "MLOPS_EMULATOR_TOKEN": "shpat_cli_test"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlops_assets.cli", "shop-emulator", "--port", str(port), "--shop", "tiny:150:1",
-         "--error-rate", "0.0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlops_assets.cli",
+            "shop-emulator",
+            "--port",
+            str(port),
+            "--shop",
+            "tiny:150:1",
+            "--error-rate",
+            "0.0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/shops/tiny/admin/api/2025-01/customers.json"
 
@@ -107,7 +135,10 @@ def test_demo_is_the_main_job_end_to_end(mlops_home):
     """What the README's first command runs: shops -> registry -> partitions -> lake, every gate green."""
     result = subprocess.run(
         [sys.executable, "-m", "mlops_assets.cli", "demo", "--days", "2", "--port", str(_free_port())],
-        capture_output=True, text=True, timeout=600, env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for tenant in ("acme-outdoor", "globex-beauty", "initech-books", "umbrella-export"):

@@ -9,8 +9,14 @@ from mlops_assets.definitions import defs
 
 EXPECTED_CHECKS = {
     "raw_orders": {
-        "schema_valid": True, "unique_ids": True, "non_negative_amounts": True, "currency_matches_tenant": True,
-        "timestamps_in_day": True, "no_extreme_outliers": True, "row_count_in_range": False, "quarantine_share": False,
+        "schema_valid": True,
+        "unique_ids": True,
+        "non_negative_amounts": True,
+        "currency_matches_tenant": True,
+        "timestamps_in_day": True,
+        "no_extreme_outliers": True,
+        "row_count_in_range": False,
+        "quarantine_share": False,
     },
     "raw_customers": {"schema_valid": True, "unique_ids": True, "timestamps_in_day": True, "quarantine_share": False},
 }

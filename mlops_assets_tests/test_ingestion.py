@@ -23,10 +23,16 @@ DAYS = [LAST - timedelta(days=k) for k in (2, 1, 0)]
 @pytest.fixture(scope="module")
 def shops():
     return {
-        "acme": SyntheticShop(ShopSpec("acme", customers=1200, seed=1, end=LAST, history_days=120,
-                                       timezone="America/New_York", currency="USD")),
-        "globex": SyntheticShop(ShopSpec("globex", customers=600, seed=2, end=LAST, history_days=120,
-                                         timezone="Europe/Berlin", currency="EUR")),
+        "acme": SyntheticShop(
+            ShopSpec(
+                "acme", customers=1200, seed=1, end=LAST, history_days=120, timezone="America/New_York", currency="USD"
+            )
+        ),
+        "globex": SyntheticShop(
+            ShopSpec(
+                "globex", customers=600, seed=2, end=LAST, history_days=120, timezone="Europe/Berlin", currency="EUR"
+            )
+        ),
     }
 
 
@@ -43,8 +49,16 @@ def setup(warehouse_url, emulator, monkeypatch, currencies=None):
     currencies = currencies or {"acme": "USD", "globex": "EUR"}
     zones = {"acme": "America/New_York", "globex": "Europe/Berlin"}
     for name in ("acme", "globex"):
-        registry.upsert(Tenant(name, name.title(), "shopify", shopify_settings(emulator.shop_url(name), "SHOP_TOKEN"),
-                               zones[name], currencies[name]))
+        registry.upsert(
+            Tenant(
+                name,
+                name.title(),
+                "shopify",
+                shopify_settings(emulator.shop_url(name), "SHOP_TOKEN"),
+                zones[name],
+                currencies[name],
+            )
+        )
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS, ["acme", "globex"])
     return instance
@@ -61,22 +75,27 @@ def resources(warehouse_url, lake_config, **shop_options):
 
 def run_rectangle(instance, res, first, last, low="acme", high="globex", raise_on_error=True):
     return dg.materialize(
-        [raw_orders, raw_customers], instance=instance, resources=res, raise_on_error=raise_on_error,
-        tags={ASSET_PARTITION_RANGE_START_TAG: f"{first.isoformat()}|{low}",
-              ASSET_PARTITION_RANGE_END_TAG: f"{last.isoformat()}|{high}"},
+        [raw_orders, raw_customers],
+        instance=instance,
+        resources=res,
+        raise_on_error=raise_on_error,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{first.isoformat()}|{low}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{last.isoformat()}|{high}",
+        },
     )
 
 
 def lake_digests(lake_config):
     root = lake.lake_root(lake_config["url"], lake_config["s3_endpoint_url"])
     return {
-        str(path).split(lake_config["url"].rstrip("/"))[-1]: lake.file_digest(path)
-        for path in root.rglob("*.parquet")
+        str(path).split(lake_config["url"].rstrip("/"))[-1]: lake.file_digest(path) for path in root.rglob("*.parquet")
     }
 
 
-def test_one_run_covers_tenants_x_days_with_metadata_per_partition(tmp_path, lake_config, shops, emulator_factory,
-                                                                    monkeypatch):
+def test_one_run_covers_tenants_x_days_with_metadata_per_partition(
+    tmp_path, lake_config, shops, emulator_factory, monkeypatch
+):
     warehouse = f"sqlite:///{tmp_path / 'w.db'}"
     emulator = emulator_factory(shops, bucket=(40, 1000.0))
     instance = setup(warehouse, emulator, monkeypatch)
@@ -84,7 +103,9 @@ def test_one_run_covers_tenants_x_days_with_metadata_per_partition(tmp_path, lak
     assert result.success
     materializations = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     assert len(materializations) == 2 * 2 * 3
-    by_key = {(m.asset_key.path[-1], m.partition): {k: v.value for k, v in m.metadata.items()} for m in materializations}
+    by_key = {
+        (m.asset_key.path[-1], m.partition): {k: v.value for k, v in m.metadata.items()} for m in materializations
+    }
     meta = by_key[("raw_orders", f"{DAYS[1].isoformat()}|acme")]
     assert meta["path"].endswith(f"raw_orders/tenant=acme/date={DAYS[1].isoformat()}/part-0.parquet")
     assert meta["digest"].startswith("sha256:") and meta["api_requests"] >= 1 and meta["quarantined"] == 0
@@ -107,8 +128,11 @@ def test_rerun_with_faults_writes_exactly_what_a_clean_run_wrote(tmp_path, shops
     instance = setup(warehouse, clean, monkeypatch)
     assert run_rectangle(instance, resources(warehouse, clean_lake), DAYS[0], DAYS[-1]).success
 
-    faulty = emulator_factory(shops, faults=Faults(server_error_rate=0.15, drop_rate=0.05, malformed_body_rate=0.05,
-                                                    seed=9), bucket=(40, 1000.0))
+    faulty = emulator_factory(
+        shops,
+        faults=Faults(server_error_rate=0.15, drop_rate=0.05, malformed_body_rate=0.05, seed=9),
+        bucket=(40, 1000.0),
+    )
     setup(warehouse, faulty, monkeypatch)
     faulty_resources = resources(warehouse, faulty_lake, max_failures=30)
     first = run_rectangle(instance, faulty_resources, DAYS[0], DAYS[-1])
@@ -123,16 +147,21 @@ def test_malformed_records_are_quarantined_and_counted(tmp_path, shops, emulator
     emulator = emulator_factory(shops, faults=Faults(malformed_record_rate=0.1, seed=4), bucket=(40, 1000.0))
     instance = setup(warehouse, emulator, monkeypatch)
     result = run_rectangle(instance, resources(warehouse, lake_config), DAYS[-1], DAYS[-1], "acme", "acme")
-    meta = {e.event_specific_data.materialization.asset_key.path[-1]:
-            {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+    meta = {
+        e.event_specific_data.materialization.asset_key.path[-1]: {
+            k: v.value for k, v in e.event_specific_data.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
     quarantined = meta["raw_orders"]["quarantined"]
     assert quarantined > 0
     stored = lake.read_frame(lake.quarantine_path(lake.lake_root(lake_config["url"]), "raw_orders", "acme", DAYS[-1]))
     assert len(stored) == quarantined and stored["error"].str.len().gt(0).all()
     orders = shops["acme"].orders
-    start, end = (pd.Timestamp(str(DAYS[-1]), tz="America/New_York"),
-                  pd.Timestamp(str(DAYS[-1] + timedelta(days=1)), tz="America/New_York"))
+    start, end = (
+        pd.Timestamp(str(DAYS[-1]), tz="America/New_York"),
+        pd.Timestamp(str(DAYS[-1] + timedelta(days=1)), tz="America/New_York"),
+    )
     updated_that_day = ((orders["updated_at"] >= start) & (orders["updated_at"] < end)).sum()
     assert meta["raw_orders"]["rows"] + quarantined == updated_that_day, "nothing is silently dropped"
 
@@ -140,10 +169,17 @@ def test_malformed_records_are_quarantined_and_counted(tmp_path, shops, emulator
 def test_wrong_tenant_currency_fails_a_blocking_check(postgres_url, tmp_path, shops, emulator_factory, monkeypatch):
     emulator = emulator_factory(shops, bucket=(40, 1000.0))
     instance = setup(postgres_url, emulator, monkeypatch, currencies={"acme": "EUR", "globex": "EUR"})
-    result = run_rectangle(instance, resources(postgres_url, {"url": str(tmp_path / "lake"), "s3_endpoint_url": None}),
-                           DAYS[-1], DAYS[-1], raise_on_error=False)
+    result = run_rectangle(
+        instance,
+        resources(postgres_url, {"url": str(tmp_path / "lake"), "s3_endpoint_url": None}),
+        DAYS[-1],
+        DAYS[-1],
+        raise_on_error=False,
+    )
     assert not result.success
-    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "raw_orders"}
+    evaluations = {
+        e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "raw_orders"
+    }
     currency = evaluations["currency_matches_tenant"]
     assert not currency.passed and currency.blocking
     assert currency.metadata["failed_partitions"].value == [f"{DAYS[-1].isoformat()}|acme"]
@@ -155,5 +191,11 @@ def test_missing_token_variable_names_tenant_variable_and_fix(tmp_path, shops, e
     instance = setup(warehouse, emulator, monkeypatch)
     monkeypatch.delenv("SHOP_TOKEN")
     with pytest.raises(Exception, match="tenant acme: environment variable SHOP_TOKEN.*fix"):
-        run_rectangle(instance, resources(warehouse, {"url": str(tmp_path / "lake"), "s3_endpoint_url": None}),
-                      DAYS[-1], DAYS[-1], "acme", "acme")
+        run_rectangle(
+            instance,
+            resources(warehouse, {"url": str(tmp_path / "lake"), "s3_endpoint_url": None}),
+            DAYS[-1],
+            DAYS[-1],
+            "acme",
+            "acme",
+        )

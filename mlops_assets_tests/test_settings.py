@@ -40,8 +40,10 @@ def test_production_profile_reads_s3_and_postgres():
     assert (settings.lake_url, settings.s3_endpoint_url) == ("s3://bucket/prefix", "http://127.0.0.1:9000")
 
 
-@pytest.mark.parametrize("env", [{"MLOPS_PROFILE": "staging"}, {"MLOPS_PARTITION_WINDOW_DAYS": "3"},
-                                 {"MLOPS_PARTITION_WINDOW_DAYS": "ninety"}])
+@pytest.mark.parametrize(
+    "env",
+    [{"MLOPS_PROFILE": "staging"}, {"MLOPS_PARTITION_WINDOW_DAYS": "3"}, {"MLOPS_PARTITION_WINDOW_DAYS": "ninety"}],
+)
 def test_bad_values_are_named(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
         Settings.from_env(env)

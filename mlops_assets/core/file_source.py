@@ -48,7 +48,9 @@ def _read_export(url: str, file_format: str, delimiter: str) -> pd.DataFrame:
 def _normalized(url, file_format, delimiter, columns, stamp, timezone, currency, tenant_id) -> pd.DataFrame:
     del stamp  # only part of the cache key: a changed file is read again
     settings = {"path": url, "columns": dict(columns)}
-    return normalize_export(_read_export(url, file_format, delimiter), settings, ZoneInfo(timezone), currency, tenant_id)
+    return normalize_export(
+        _read_export(url, file_format, delimiter), settings, ZoneInfo(timezone), currency, tenant_id
+    )
 
 
 def load_normalized(settings: dict, timezone: str, currency: str, tenant_id: str) -> pd.DataFrame:
@@ -62,8 +64,16 @@ def load_normalized(settings: dict, timezone: str, currency: str, tenant_id: str
     info = path.stat()
     stamp = (getattr(info, "st_mtime", None), getattr(info, "st_size", None))
     columns = tuple(sorted(settings.get("columns", {}).items()))
-    return _normalized(settings["path"], settings.get("format", "csv"), settings.get("delimiter", ","), columns, stamp,
-                       timezone, currency, tenant_id)
+    return _normalized(
+        settings["path"],
+        settings.get("format", "csv"),
+        settings.get("delimiter", ","),
+        columns,
+        stamp,
+        timezone,
+        currency,
+        tenant_id,
+    )
 
 
 def normalize_export(raw: pd.DataFrame, settings: dict, zone: ZoneInfo, currency: str, tenant_id: str) -> pd.DataFrame:
@@ -84,8 +94,14 @@ def normalize_export(raw: pd.DataFrame, settings: dict, zone: ZoneInfo, currency
     else:
         local = parsed.dt.tz_convert(zone)
     amount = pd.to_numeric(column("amount"), errors="coerce")
-    quantity = pd.to_numeric(column("quantity"), errors="coerce") if column("quantity") is not None else pd.Series(1, index=raw.index)
-    row_currency = column("currency").str.upper() if column("currency") is not None else pd.Series(currency, index=raw.index)
+    quantity = (
+        pd.to_numeric(column("quantity"), errors="coerce")
+        if column("quantity") is not None
+        else pd.Series(1, index=raw.index)
+    )
+    row_currency = (
+        column("currency").str.upper() if column("currency") is not None else pd.Series(currency, index=raw.index)
+    )
 
     errors = pd.Series(pd.NA, index=raw.index, dtype="string")
     checks = [

@@ -123,7 +123,9 @@ def store_quarantine(root: UPath, resource: str, tenant_id: str, day: date, inge
     return meta
 
 
-def gate_context(root: UPath, tenant: Tenant, resource: str, day: date, frame: pd.DataFrame, quarantined: int) -> PartitionContext:
+def gate_context(
+    root: UPath, tenant: Tenant, resource: str, day: date, frame: pd.DataFrame, quarantined: int
+) -> PartitionContext:
     asset = RAW_ASSETS[resource]
     trailing = [day - timedelta(days=k) for k in range(1, TRAILING_DAYS + 1)]
     counts = lake.row_counts(root, asset, tenant.tenant_id, trailing)

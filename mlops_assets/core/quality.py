@@ -73,8 +73,12 @@ def schema_valid(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
             if nulls:
                 problems.append(f"{nulls} empty values in required column {name}")
     if problems:
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: " + "; ".join(problems) + " (fix: the source "
-                       "or the normalizer; re-run the partition)", {"problems": problems})
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: " + "; ".join(problems) + " (fix: the source "
+            "or the normalizer; re-run the partition)",
+            {"problems": problems},
+        )
     return Outcome(True, "all required columns present, typed and filled", {"columns": len(schema.names)})
 
 
@@ -82,9 +86,12 @@ def unique_ids(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
     column = ID_COLUMNS[ctx.resource]
     duplicated = frame[column][frame[column].duplicated()].unique()
     if len(duplicated):
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: {len(duplicated)} duplicated {column} values "
-                       "(fix: the source returns one record per id; re-run the partition)",
-                       {"duplicates": len(duplicated), "sample": _sample(duplicated)})
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: {len(duplicated)} duplicated {column} values "
+            "(fix: the source returns one record per id; re-run the partition)",
+            {"duplicates": len(duplicated), "sample": _sample(duplicated)},
+        )
     return Outcome(True, f"{column} values are unique", {"rows": len(frame)})
 
 
@@ -96,9 +103,12 @@ def non_negative_amounts(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
         bad["total_refunded > total_price"] = over_refunded
     if bad:
         rows = frame[(frame[list(negative)] < 0).any(axis=1) | (frame["total_refunded"] > frame["total_price"] + 0.005)]
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: negative or over-refunded amounts {bad} "
-                       "(fix: check these orders in the shop; amounts must be >= 0)",
-                       {"violations": bad, "sample_order_ids": _sample(rows["order_id"])})
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: negative or over-refunded amounts {bad} "
+            "(fix: check these orders in the shop; amounts must be >= 0)",
+            {"violations": bad, "sample_order_ids": _sample(rows["order_id"])},
+        )
     return Outcome(True, "all amounts are >= 0 and refunds <= totals", {"rows": len(frame)})
 
 
@@ -106,9 +116,12 @@ def currency_matches_tenant(frame: pd.DataFrame, ctx: PartitionContext) -> Outco
     other = frame[frame["currency"] != ctx.currency]
     if len(other):
         found = sorted(other["currency"].astype(str).unique())
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: {len(other)} orders in {found}, tenant currency is "
-                       f"{ctx.currency} (fix: `mlops tenants` currency, or the shop's settings)",
-                       {"currencies": found, "sample_order_ids": _sample(other["order_id"])})
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: {len(other)} orders in {found}, tenant currency is "
+            f"{ctx.currency} (fix: `mlops tenants` currency, or the shop's settings)",
+            {"currencies": found, "sample_order_ids": _sample(other["order_id"])},
+        )
     return Outcome(True, f"all orders in {ctx.currency}", {"rows": len(frame)})
 
 
@@ -119,10 +132,13 @@ def timestamps_in_day(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
     outside = frame[(frame["updated_at"] < start) | (frame["updated_at"] >= end)]
     backwards = frame[frame["created_at"] > frame["updated_at"]]
     if len(outside) or len(backwards):
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: {len(outside)} rows updated outside the day "
-                       f"[{start.isoformat()}, {end.isoformat()}) and {len(backwards)} created after their update "
-                       "(fix: check the tenant's timezone; re-run the partition)",
-                       {"outside_day": len(outside), "created_after_update": len(backwards)})
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: {len(outside)} rows updated outside the day "
+            f"[{start.isoformat()}, {end.isoformat()}) and {len(backwards)} created after their update "
+            "(fix: check the tenant's timezone; re-run the partition)",
+            {"outside_day": len(outside), "created_after_update": len(backwards)},
+        )
     return Outcome(True, f"every row updated within {ctx.day} ({ctx.timezone})", {"rows": len(frame)})
 
 
@@ -132,11 +148,19 @@ def no_extreme_outliers(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
         return Outcome(True, "too little history for a median order value yet", {"median_order_value": None})
     limit = median * ctx.outlier_factor
     extreme = frame[frame["total_price"] > limit]
-    meta = {"median_order_value": round(float(median), 2), "limit": round(float(limit), 2), "extreme_orders": len(extreme)}
+    meta = {
+        "median_order_value": round(float(median), 2),
+        "limit": round(float(limit), 2),
+        "extreme_orders": len(extreme),
+    }
     if len(extreme):
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: {len(extreme)} orders above {ctx.outlier_factor:g}x the "
-                       f"median order value {median:.2f} (fix: confirm with the shop; a real order of this size needs "
-                       "a higher outlier_factor)", {**meta, "sample_order_ids": _sample(extreme["order_id"])})
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: {len(extreme)} orders above {ctx.outlier_factor:g}x the "
+            f"median order value {median:.2f} (fix: confirm with the shop; a real order of this size needs "
+            "a higher outlier_factor)",
+            {**meta, "sample_order_ids": _sample(extreme["order_id"])},
+        )
     return Outcome(True, f"no order above {ctx.outlier_factor:g}x the median order value", meta)
 
 
@@ -148,8 +172,12 @@ def row_count_in_range(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
     low, high = median / 5 - 10, median * 5 + 10
     meta = {"rows": len(frame), "trailing_median": median, "low": max(low, 0), "high": high}
     if not low <= len(frame) <= high:
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: {len(frame)} rows against a trailing median of "
-                       f"{median:g} (fix: look for an outage or a bulk import at the source)", meta)
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: {len(frame)} rows against a trailing median of "
+            f"{median:g} (fix: look for an outage or a bulk import at the source)",
+            meta,
+        )
     return Outcome(True, "row count within 5x of the trailing median", meta)
 
 
@@ -158,8 +186,12 @@ def quarantine_share(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
     share = ctx.quarantined / total if total else 0.0
     meta = {"quarantined": ctx.quarantined, "share": round(share, 4)}
     if share > 0.05:
-        return Outcome(False, f"tenant {ctx.tenant_id} {ctx.day}: {ctx.quarantined} of {total} records quarantined "
-                       "(fix: read the errors under the lake's quarantine/ and fix the source or its column mapping)", meta)
+        return Outcome(
+            False,
+            f"tenant {ctx.tenant_id} {ctx.day}: {ctx.quarantined} of {total} records quarantined "
+            "(fix: read the errors under the lake's quarantine/ and fix the source or its column mapping)",
+            meta,
+        )
     return Outcome(True, f"{ctx.quarantined} records quarantined", meta)
 
 

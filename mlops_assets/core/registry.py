@@ -128,8 +128,8 @@ class TenantRegistry:
                 conn.execute(tenants_table.insert().values(**values))
         except sa.exc.IntegrityError as exc:
             raise RegistryError(
-                f"tenant {tenant.tenant_id} is already registered (fix: `mlops tenants remove {tenant.tenant_id}` first, "
-                "or pick another id)"
+                f"tenant {tenant.tenant_id} is already registered "
+                f"(fix: `mlops tenants remove {tenant.tenant_id}` first, or pick another id)"
             ) from exc
         return self.get(tenant.tenant_id)
 

@@ -134,7 +134,10 @@ class ShopifyClient:
     def _explain(self, response: requests.Response) -> str:
         where = f"tenant {self.tenant_id}: GET {response.url.split('?')[0]}"
         if response.status_code in (401, 403):
-            return f"{where} -> {response.status_code}: the shop rejected the access token (fix: check the token in the variable named by the tenant's token_env, and the app's read_orders/read_customers scopes)"
+            return (
+                f"{where} -> {response.status_code}: the shop rejected the access token (fix: check the token in "
+                "the variable named by the tenant's token_env, and the app's read_orders/read_customers scopes)"
+            )
         if response.status_code == 404:
             return f"{where} -> 404: no such shop or API version (fix: check the tenant's shop_url and api_version)"
         return f"{where} -> {response.status_code}: {response.text[:300]} (fix: check the request parameters)"

@@ -30,7 +30,9 @@ from mlops_assets.core.synthetic import SyntheticShop
 
 MAX_LIMIT = 250
 DEFAULT_LIMIT = 50
-ROUTE = re.compile(r"^/shops/(?P<shop>[a-z0-9][a-z0-9_-]{0,62})/admin/api/(?P<version>\d{4}-\d{2})/(?P<resource>orders|customers)\.json$")
+ROUTE = re.compile(
+    r"^/shops/(?P<shop>[a-z0-9][a-z0-9_-]{0,62})/admin/api/(?P<version>\d{4}-\d{2})/(?P<resource>orders|customers)\.json$"
+)
 PAGE_INFO_COMPANIONS = {"limit", "fields", "page_info"}
 
 
@@ -213,8 +215,12 @@ class ShopApiEmulator:
         limit_header = {"X-Shopify-Shop-Api-Call-Limit": f"{level}/{shop.bucket.capacity}"}
         if not admitted:
             return self._json(
-                handler, 429, {"errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume "
-                               "uninterrupted service."},
+                handler,
+                429,
+                {
+                    "errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume "
+                    "uninterrupted service."
+                },
                 {**limit_header, "Retry-After": f"{max(wait, 0.05):.2f}"},
             )
         if self.faults.latency_ms:
@@ -224,7 +230,9 @@ class ShopApiEmulator:
             handler.close_connection = True
             return None
         if self._chance(self.faults.server_error_rate):
-            return self._json(handler, self._rng.choice([500, 502, 503]), {"errors": "Internal Server Error"}, limit_header)
+            return self._json(
+                handler, self._rng.choice([500, 502, 503]), {"errors": "Internal Server Error"}, limit_header
+            )
         try:
             body, link = self._page(shop, match["resource"], match["version"], parts.query)
         except BadRequest as exc:
@@ -288,9 +296,13 @@ class ShopApiEmulator:
         stop = len(table.updated_s) if hi is None else int(np.searchsorted(table.updated_s, hi, side="right"))
         positions = np.arange(start, max(start, stop))
         if "created_at_min" in filters:
-            positions = positions[table.created_s[positions] >= _parse_time(filters["created_at_min"], zone, "created_at_min")]
+            positions = positions[
+                table.created_s[positions] >= _parse_time(filters["created_at_min"], zone, "created_at_min")
+            ]
         if "created_at_max" in filters:
-            positions = positions[table.created_s[positions] <= _parse_time(filters["created_at_max"], zone, "created_at_max")]
+            positions = positions[
+                table.created_s[positions] <= _parse_time(filters["created_at_max"], zone, "created_at_max")
+            ]
         if "ids" in filters:
             wanted = np.array([int(x) for x in filters["ids"].split(",") if x.strip().isdigit()], np.int64)
             positions = positions[np.isin(table.ids[positions], wanted)]
@@ -344,7 +356,10 @@ class ShopApiEmulator:
             )
         customer = None
         if not pd.isna(row.customer_id):
-            customer = {"id": int(row.customer_id), "admin_graphql_api_id": f"gid://shopify/Customer/{int(row.customer_id)}"}
+            customer = {
+                "id": int(row.customer_id),
+                "admin_graphql_api_id": f"gid://shopify/Customer/{int(row.customer_id)}",
+            }
         record = {
             "id": order_id,
             "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",

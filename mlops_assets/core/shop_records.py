@@ -105,7 +105,12 @@ class ShopifyOrder(_Record):
 
     def row(self) -> dict[str, Any]:
         refunded = sum(
-            (t.amount for r in self.refunds for t in r.transactions if t.kind == "refund" and t.status in (None, "success")),
+            (
+                t.amount
+                for r in self.refunds
+                for t in r.transactions
+                if t.kind == "refund" and t.status in (None, "success")
+            ),
             Decimal(0),
         )
         return {
@@ -193,7 +198,9 @@ def to_frame(resource: str, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.Dat
     """Rows in the lake's schema and canonical order (by id), so equal data gives equal files."""
     schema = SCHEMAS[resource]
     if isinstance(rows, pd.DataFrame):
-        table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False).replace_schema_metadata(None)
+        table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False).replace_schema_metadata(
+            None
+        )
     else:
         table = pa.Table.from_pylist(rows, schema=schema)
     return from_arrow(table.sort_by(schema.names[0]))
@@ -202,8 +209,12 @@ def to_frame(resource: str, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.Dat
 def from_arrow(table: pa.Table) -> pd.DataFrame:
     """Arrow -> pandas keeping nullable integers nullable and timestamps tz-aware UTC."""
     frame = table.to_pandas(
-        types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype(),
-                      pa.string(): pd.StringDtype()}.get
+        types_mapper={
+            pa.int64(): pd.Int64Dtype(),
+            pa.int32(): pd.Int32Dtype(),
+            pa.bool_(): pd.BooleanDtype(),
+            pa.string(): pd.StringDtype(),
+        }.get
     )
     return frame
 

@@ -173,7 +173,10 @@ class SyntheticShop:
         is_test = np.concatenate([np.zeros(order_owner.size + n_guest, bool), np.ones(n_test, bool)])
         order = np.argsort(time_col, kind="stable")
         customer_col, time_col, value_col, is_test = (
-            customer_col[order], time_col[order], value_col[order], is_test[order]
+            customer_col[order],
+            time_col[order],
+            value_col[order],
+            is_test[order],
         )
         self._real_order_customer = order_owner
         self._real_order_time = order_time
@@ -192,9 +195,11 @@ class SyntheticShop:
 
     def _timestamps(self, t: np.ndarray) -> pd.DatetimeIndex:
         local = pd.Timestamp(self.spec.start) + pd.to_timedelta(np.round(t * 86400), unit="s")
-        return pd.DatetimeIndex(local).tz_localize(
-            self.zone, ambiguous=np.zeros(len(local), bool), nonexistent="shift_forward"
-        ).tz_convert("UTC")
+        return (
+            pd.DatetimeIndex(local)
+            .tz_localize(self.zone, ambiguous=np.zeros(len(local), bool), nonexistent="shift_forward")
+            .tz_convert("UTC")
+        )
 
     def _orders_frame(self, customer_idx, t, value, is_test) -> pd.DataFrame:
         rng, dirt, n = self._rng, self.spec.dirt, len(t)
@@ -216,7 +221,8 @@ class SyntheticShop:
         subtotal = np.round(value / (1 + TAX_RATE), 2)
         discount = np.where(rng.random(n) < 0.2, np.round(subtotal * 0.1, 2), 0.0)
         financial = np.where(
-            ~np.isnan(cancel_t), "voided",
+            ~np.isnan(cancel_t),
+            "voided",
             np.where(refund_amount <= 0, "paid", np.where(refund_amount >= value, "refunded", "partially_refunded")),
         )
         items = 1 + rng.poisson(0.6, n)
@@ -224,9 +230,7 @@ class SyntheticShop:
             {
                 "order_id": ORDER_ID_BASE + np.arange(n, dtype=np.int64) * 7 + 3,
                 "order_number": 1001 + np.arange(n),
-                "customer_id": pd.array(
-                    np.where(customer_idx >= 0, CUSTOMER_ID_BASE + customer_idx, 0), dtype="Int64"
-                ),
+                "customer_id": pd.array(np.where(customer_idx >= 0, CUSTOMER_ID_BASE + customer_idx, 0), dtype="Int64"),
                 "created_at": self._timestamps(created),
                 "updated_at": self._timestamps(updated),
                 "cancelled_at": self._timestamps(cancel_t),
@@ -258,7 +262,8 @@ class SyntheticShop:
                 "customer_id": ids,
                 "created_at": created,
                 "updated_at": pd.DatetimeIndex(updated.to_numpy()).tz_localize("UTC")
-                if updated.dt.tz is None else updated.to_numpy(),
+                if updated.dt.tz is None
+                else updated.to_numpy(),
                 "state": "enabled",
                 "tags": [f"channel:{c}" for c in channel],
                 "accepts_marketing": self._rng.random(self.spec.customers) < 0.55,
@@ -297,8 +302,8 @@ class SyntheticShop:
         died_silent = mu / (lam_gap + mu) * (1 - alive_and_silent)
         p_alive = alive_and_silent / (alive_and_silent + died_silent)
         t1 = min(t0 + horizon_days, float(self._days))
-        lam_h = lam * (self._cumulative_at(np.array([t1]))[0] - self._cumulative_at(np.array([t0]))[0]) / max(
-            t1 - t0, 1e-9
+        lam_h = (
+            lam * (self._cumulative_at(np.array([t1]))[0] - self._cumulative_at(np.array([t0]))[0]) / max(t1 - t0, 1e-9)
         )
         rate = lam_h + mu
         no_order = mu / rate * (1 - np.exp(-rate * horizon_days)) + np.exp(-rate * horizon_days)
@@ -321,10 +326,24 @@ def demo_shop_specs(end: date) -> list[ShopSpec]:
     """The demo's shops: different sizes, timezones and currencies, history ending `end`."""
     return [
         ShopSpec("acme-outdoor", customers=3000, seed=1, end=end, timezone="America/New_York", currency="USD"),
-        ShopSpec("globex-beauty", customers=1200, seed=2, end=end, timezone="Europe/Berlin", currency="EUR",
-                 mean_order_value=45.0),
-        ShopSpec("initech-books", customers=500, seed=3, end=end, timezone="Asia/Seoul", currency="KRW",
-                 mean_order_value=38000.0),
+        ShopSpec(
+            "globex-beauty",
+            customers=1200,
+            seed=2,
+            end=end,
+            timezone="Europe/Berlin",
+            currency="EUR",
+            mean_order_value=45.0,
+        ),
+        ShopSpec(
+            "initech-books",
+            customers=500,
+            seed=3,
+            end=end,
+            timezone="Asia/Seoul",
+            currency="KRW",
+            mean_order_value=38000.0,
+        ),
         ShopSpec("umbrella-export", customers=800, seed=4, end=end, timezone="UTC", currency="GBP"),
     ]
 

@@ -92,9 +92,7 @@ def migrate(engine: sa.Engine) -> list[int]:
                 continue
             apply(conn)
             conn.execute(
-                migrations_table.insert().values(
-                    version=version, description=description, applied_at=datetime.now(UTC)
-                )
+                migrations_table.insert().values(version=version, description=description, applied_at=datetime.now(UTC))
             )
             applied_now.append(version)
     return applied_now

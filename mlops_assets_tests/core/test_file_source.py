@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from mlops_assets.core.file_source import FileSourceError, load_normalized, slice_day
+from mlops_assets.core.file_source import FileSourceError, load_normalized
 from mlops_assets.core.ingest import ingest_day
 from mlops_assets.core.registry import Tenant, file_settings
 
@@ -54,7 +54,9 @@ def test_bad_rows_are_quarantined_with_field_and_fix(tmp_path):
     errors = sorted(day.quarantine["error"])
     assert errors[0].startswith("amount") and errors[1].startswith("customer_id") and "fix" in errors[1]
     assert len(day.undated) == 1 and day.undated["error"].iloc[0].startswith("timestamp")
-    assert day.frame["created_at"].iloc[0] == pd.Timestamp("2026-03-01 09:00Z"), "naive times are the tenant's local time"
+    assert day.frame["created_at"].iloc[0] == pd.Timestamp("2026-03-01 09:00Z"), (
+        "naive times are the tenant's local time"
+    )
     assert len(ingest_day(tenant, "orders", date(2026, 3, 2)).frame) == 1
 
 
@@ -64,8 +66,14 @@ def test_missing_columns_and_files_get_a_clear_error(tmp_path):
     tenant = Tenant("shop", "Shop", "file", file_settings(str(export)), "UTC", "EUR")
     with pytest.raises(FileSourceError, match=r"tenant shop: .*customer_id .*--column"):
         ingest_day(tenant, "orders", date(2026, 3, 1))
-    mapped = Tenant("shop", "Shop", "file", file_settings(str(export), columns={"customer_id": "cust", "timestamp": "when"}),
-                    "UTC", "EUR")
+    mapped = Tenant(
+        "shop",
+        "Shop",
+        "file",
+        file_settings(str(export), columns={"customer_id": "cust", "timestamp": "when"}),
+        "UTC",
+        "EUR",
+    )
     assert len(ingest_day(mapped, "orders", date(2026, 3, 1)).frame) == 1
     gone = Tenant("shop", "Shop", "file", file_settings(str(tmp_path / "gone.csv")), "UTC", "EUR")
     with pytest.raises(FileSourceError, match="tenant shop: export file .* does not exist"):
@@ -85,6 +93,7 @@ def test_parquet_exports_on_s3(s3_lake_url, s3_endpoint, small_shop, monkeypatch
     frame = ingest_day(tenant, "orders", date(2026, 10, 20)).frame
     created_that_day = small_shop.orders[
         small_shop.orders["created_at"].dt.tz_convert(ZoneInfo("America/New_York")).dt.date.eq(date(2026, 10, 20))
-        & small_shop.orders["customer_id"].notna() & ~small_shop.orders["test"]
+        & small_shop.orders["customer_id"].notna()
+        & ~small_shop.orders["test"]
     ]
     assert set(frame["order_id"]) == set(created_that_day["order_id"].astype(str))

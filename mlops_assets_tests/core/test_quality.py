@@ -23,8 +23,15 @@ def clean(emulator_factory, small_shop):
 
 
 def context(resource="orders", **overrides):
-    values = dict(resource=resource, tenant_id="acme", day=DAY, timezone=ZONE, currency="USD",
-                  trailing_row_counts=(25,) * 14, trailing_median_order_value=55.0)
+    values = dict(
+        resource=resource,
+        tenant_id="acme",
+        day=DAY,
+        timezone=ZONE,
+        currency="USD",
+        trailing_row_counts=(25,) * 14,
+        trailing_median_order_value=55.0,
+    )
     return quality.PartitionContext(**{**values, **overrides})
 
 
@@ -91,5 +98,11 @@ def test_volume_and_outlier_gates_wait_for_history(clean):
 
 def test_blocking_gates_are_those_that_protect_training():
     blocking = {gate.name for gate in quality.GATES if gate.blocking}
-    assert blocking == {"schema_valid", "unique_ids", "non_negative_amounts", "currency_matches_tenant",
-                        "timestamps_in_day", "no_extreme_outliers"}
+    assert blocking == {
+        "schema_valid",
+        "unique_ids",
+        "non_negative_amounts",
+        "currency_matches_tenant",
+        "timestamps_in_day",
+        "no_extreme_outliers",
+    }

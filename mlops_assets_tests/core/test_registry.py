@@ -31,8 +31,11 @@ def test_round_trip_on_both_engines(warehouse_url):
     added = registry.add(shop_tenant())
     assert added.created_at is not None and added.created_at.tzinfo is not None
     assert registry.get("acme") == added
-    assert added.source_settings == {"shop_url": "https://acme.myshopify.com", "token_env": "ACME_TOKEN",
-                                     "api_version": "2025-01"}
+    assert added.source_settings == {
+        "shop_url": "https://acme.myshopify.com",
+        "token_env": "ACME_TOKEN",
+        "api_version": "2025-01",
+    }
     registry.add(shop_tenant("globex", source_kind="file", source_settings=file_settings("/data/globex.csv")))
     assert registry.list_ids() == ["acme", "globex"]
     assert registry.set_status("globex", "paused").status == "paused"
@@ -47,7 +50,9 @@ def test_duplicate_is_refused_and_upsert_updates(warehouse_url):
     first = registry.add(shop_tenant())
     with pytest.raises(RegistryError, match="already registered"):
         registry.add(shop_tenant())
-    moved = registry.upsert(shop_tenant(source_settings=shopify_settings("http://127.0.0.1:9/shops/acme", "ACME_TOKEN")))
+    moved = registry.upsert(
+        shop_tenant(source_settings=shopify_settings("http://127.0.0.1:9/shops/acme", "ACME_TOKEN"))
+    )
     assert moved.source_settings["shop_url"] == "http://127.0.0.1:9/shops/acme"
     assert moved.created_at == first.created_at
 

@@ -120,7 +120,9 @@ def test_persistent_outage_names_the_tenant_and_the_way_out(emulator_factory, sm
 
 
 def test_malformed_records_are_quarantined_with_their_field(emulator_factory, small_shop):
-    emulator = emulator_factory({"acme": small_shop}, faults=Faults(malformed_record_rate=0.3, seed=3), bucket=(40, 1000.0))
+    emulator = emulator_factory(
+        {"acme": small_shop}, faults=Faults(malformed_record_rate=0.3, seed=3), bucket=(40, 1000.0)
+    )
     with client(emulator) as api:
         validated, stats = api.fetch_day("orders", DAY, ZONE)
     assert validated.quarantined > 0
@@ -131,7 +133,12 @@ def test_malformed_records_are_quarantined_with_their_field(emulator_factory, sm
 def test_duplicate_versions_keep_the_latest():
     from mlops_assets.core.shop_records import latest_versions
 
-    frame = pd.DataFrame({"order_id": ["1", "1", "2"], "updated_at": pd.to_datetime(
-        ["2026-01-01T10:00Z", "2026-01-01T12:00Z", "2026-01-01T11:00Z"]), "total_price": [1.0, 2.0, 3.0]})
+    frame = pd.DataFrame(
+        {
+            "order_id": ["1", "1", "2"],
+            "updated_at": pd.to_datetime(["2026-01-01T10:00Z", "2026-01-01T12:00Z", "2026-01-01T11:00Z"]),
+            "total_price": [1.0, 2.0, 3.0],
+        }
+    )
     latest = latest_versions(frame, "order_id")
     assert latest.set_index("order_id")["total_price"].to_dict() == {"1": 2.0, "2": 3.0}

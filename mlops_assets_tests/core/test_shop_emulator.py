@@ -20,7 +20,11 @@ def test_wrong_or_missing_token_is_401(emulator_factory, small_shop):
 
 def test_default_status_is_open_so_cancelled_orders_need_status_any(emulator_factory, small_shop):
     emulator = emulator_factory({"acme": small_shop})
-    window = {"updated_at_min": "2026-01-01T00:00:00-05:00", "updated_at_max": "2026-03-01T00:00:00-05:00", "limit": 250}
+    window = {
+        "updated_at_min": "2026-01-01T00:00:00-05:00",
+        "updated_at_max": "2026-03-01T00:00:00-05:00",
+        "limit": 250,
+    }
     open_only = requests.get(orders_url(emulator), params=window, headers=TOKEN, timeout=5).json()["orders"]
     everything = requests.get(orders_url(emulator), params={**window, "status": "any"}, headers=TOKEN, timeout=5)
     assert all(order["cancelled_at"] is None for order in open_only)
@@ -40,14 +44,21 @@ def test_limit_and_page_info_rules(emulator_factory, small_shop):
 
 def test_pages_are_disjoint_and_complete(emulator_factory, small_shop):
     emulator = emulator_factory({"acme": small_shop}, bucket=(40, 1000.0))
-    params = {"limit": 250, "status": "any", "updated_at_min": "2026-06-01T00:00:00Z", "updated_at_max": "2026-08-01T00:00:00Z"}
+    params = {
+        "limit": 250,
+        "status": "any",
+        "updated_at_min": "2026-06-01T00:00:00Z",
+        "updated_at_max": "2026-08-01T00:00:00Z",
+    }
     url, seen = orders_url(emulator), []
     while url:
         response = requests.get(url, params=params, headers=TOKEN, timeout=5)
         seen += [order["id"] for order in response.json()["orders"]]
         url, params = response.links.get("next", {}).get("url"), None
     orders = small_shop.orders
-    expected = orders[(orders["updated_at"] >= "2026-06-01T00:00:00Z") & (orders["updated_at"] <= "2026-08-01T00:00:00Z")]
+    expected = orders[
+        (orders["updated_at"] >= "2026-06-01T00:00:00Z") & (orders["updated_at"] <= "2026-08-01T00:00:00Z")
+    ]
     assert len(seen) == len(set(seen)) == len(expected)
     assert set(seen) == set(expected["order_id"])
 

@@ -37,8 +37,9 @@ def test_history_carries_realistic_dirt(small_shop):
 
 
 def test_weekly_and_yearly_seasonality_show_in_orders():
-    shop = SyntheticShop(ShopSpec("seasonal", customers=20_000, end=date(2026, 12, 31), history_days=730,
-                                  yearly_amplitude=0.4))
+    shop = SyntheticShop(
+        ShopSpec("seasonal", customers=20_000, end=date(2026, 12, 31), history_days=730, yearly_amplitude=0.4)
+    )
     created = shop.orders["created_at"]
     by_month = created.dt.month.value_counts(normalize=True)
     assert by_month[12] > by_month[6] * 1.3
@@ -47,8 +48,13 @@ def test_weekly_and_yearly_seasonality_show_in_orders():
 def test_drift_changes_behaviour_from_its_day():
     drift_day = TEST_END - timedelta(days=120)
     base = ShopSpec("drifty", customers=5000, seed=1, end=TEST_END)
-    drifted = ShopSpec("drifty", customers=5000, seed=1, end=TEST_END,
-                       drift=DriftScenario(drift_day, rate_factor=0.4, value_factor=1.5))
+    drifted = ShopSpec(
+        "drifty",
+        customers=5000,
+        seed=1,
+        end=TEST_END,
+        drift=DriftScenario(drift_day, rate_factor=0.4, value_factor=1.5),
+    )
 
     def after(shop):
         orders = SyntheticShop(shop).orders

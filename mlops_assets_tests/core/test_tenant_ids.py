@@ -10,8 +10,23 @@ def test_accepts_slugs(tenant_id):
 
 @pytest.mark.parametrize(
     "tenant_id",
-    ["a|b", "../x", "a/b", "A", "Acme", "", "a", "a" * 64, "-acme", "_acme", "acme shop", "acme'; drop table x;--",
-     "acme\n", None, 42],
+    [
+        "a|b",
+        "../x",
+        "a/b",
+        "A",
+        "Acme",
+        "",
+        "a",
+        "a" * 64,
+        "-acme",
+        "_acme",
+        "acme shop",
+        "acme'; drop table x;--",
+        "acme\n",
+        None,
+        42,
+    ],
 )
 def test_rejects_everything_else_with_the_fix(tenant_id):
     with pytest.raises(InvalidTenantId, match="fix"):
