@@ -414,8 +414,13 @@ def demo(
 
 @app.command("dev")
 def dev(host: str = "127.0.0.1", port: int = 3000):
-    """`dagster dev` on this profile's persistent instance ($MLOPS_HOME/dagster unless DAGSTER_HOME is set)."""
+    """`dagster dev` on this profile's persistent instance ($MLOPS_HOME/dagster unless DAGSTER_HOME is set).
+
+    It also passes the demo emulator's token (unless $MLOPS_EMULATOR_TOKEN is set), so demo tenants
+    can be materialized from the UI while `mlops shop-emulator` runs.
+    """
     instance().dispose()
+    os.environ.setdefault(EMULATOR_TOKEN_ENV, DEMO_TOKEN)
     command = [sys.executable, "-m", "dagster", "dev", "-m", "mlops_assets.definitions", "-h", host, "-p", str(port)]
     raise typer.Exit(subprocess.call(command, env={**os.environ}))
 
