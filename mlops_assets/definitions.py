@@ -6,9 +6,15 @@ import os
 
 import dagster as dg
 
-from mlops_assets import automation, ingestion
+from mlops_assets import automation, features, ingestion, training
 from mlops_assets.io_managers import LakeIOManager
-from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
+from mlops_assets.resources import (
+    LakeResource,
+    ModelPolicyResource,
+    ModelRegistryResource,
+    ShopApiResource,
+    TenantRegistryResource,
+)
 from mlops_assets.settings import Settings
 
 
@@ -21,13 +27,28 @@ def build_defs(settings: Settings) -> dg.Definitions:
     lake_url = _from_env("MLOPS_LAKE_URL", settings.lake_url)
     endpoint = _from_env("MLOPS_S3_ENDPOINT_URL", settings.s3_endpoint_url)
     return dg.Definitions(
-        assets=[ingestion.raw_orders, ingestion.raw_customers],
+        assets=[
+            ingestion.raw_orders,
+            ingestion.raw_customers,
+            ingestion.raw_orders_history,
+            ingestion.raw_customers_history,
+            features.customer_features,
+            training.training_set,
+            training.candidate_model,
+            training.production_model,
+        ],
         sensors=[automation.tenant_registry_sensor],
         resources={
             "lake": LakeResource(url=lake_url, s3_endpoint_url=endpoint),
             "lake_io_manager": LakeIOManager(url=lake_url, s3_endpoint_url=endpoint),
             "tenants": TenantRegistryResource(warehouse_url=_from_env("MLOPS_WAREHOUSE_URL", settings.warehouse_url)),
             "shop_api": ShopApiResource(),
+            "models": ModelRegistryResource(
+                tracking_uri=_from_env("MLOPS_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
+                artifact_uri=_from_env("MLOPS_MLFLOW_ARTIFACTS_URL", settings.mlflow_artifact_uri),
+                s3_endpoint_url=endpoint,
+            ),
+            "policy": ModelPolicyResource(),
         },
     )
 

@@ -51,3 +51,55 @@ class ShopApiResource(dg.ConfigurableResource):
             max_failures=self.max_failures,
             timeout=(self.connect_timeout_s, self.read_timeout_s),
         )
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """MLflow tracking server and model registry (one registered model per tenant)."""
+
+    tracking_uri: str
+    artifact_uri: str
+    s3_endpoint_url: str | None = None
+
+    def registry(self):
+        from mlops_assets.core.model_registry import ModelRegistry
+
+        return ModelRegistry(self.tracking_uri, self.artifact_uri, self.s3_endpoint_url)
+
+
+class ModelPolicyResource(dg.ConfigurableResource):
+    """Training plan defaults, cold-start thresholds and promotion gates; the same for every tenant."""
+
+    train_snapshots: int = 20
+    step_days: int = 14
+    min_history_days: int = 180
+    min_holdout_customers: int = 200
+    min_train_positives: int = 50
+    min_holdout_positives: int = 20
+    baseline_margin: float = 0.0
+    production_margin: float = 0.0
+    max_single_row_p99_ms: float = 100.0
+    max_batch_10k_ms: float = 2000.0
+    max_peak_memory_mb: float = 512.0
+
+    def plan(self, cutoff, horizon_days: int):
+        from mlops_assets.core.training_data import TrainingPlan
+
+        return TrainingPlan(cutoff, horizon_days, self.train_snapshots, self.step_days)
+
+    def thresholds(self):
+        from mlops_assets.core.training_data import ColdStartThresholds
+
+        return ColdStartThresholds(
+            self.min_history_days, self.min_holdout_customers, self.min_train_positives, self.min_holdout_positives
+        )
+
+    def promotion(self):
+        from mlops_assets.core.promotion import PromotionPolicy
+
+        return PromotionPolicy(
+            self.baseline_margin,
+            self.production_margin,
+            self.max_single_row_p99_ms,
+            self.max_batch_10k_ms,
+            self.max_peak_memory_mb,
+        )

@@ -26,6 +26,7 @@ class Settings:
     s3_endpoint_url: str | None
     warehouse_url: str
     mlflow_tracking_uri: str
+    mlflow_artifact_uri: str
     dagster_home: Path
     partition_window_days: int
 
@@ -48,6 +49,9 @@ class Settings:
         lake_url = required_in_production("MLOPS_LAKE_URL", str(home / "lake"))
         warehouse_url = required_in_production("MLOPS_WAREHOUSE_URL", f"sqlite:///{home / 'warehouse.db'}")
         mlflow_uri = required_in_production("MLOPS_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        artifacts = env.get("MLOPS_MLFLOW_ARTIFACTS_URL") or (
+            f"{lake_url.rstrip('/')}/mlflow-artifacts" if "://" in lake_url else (home / "mlartifacts").as_uri()
+        )
         window = env.get("MLOPS_PARTITION_WINDOW_DAYS", "90")
         if not window.isdigit() or not 7 <= int(window) <= 3660:
             raise SettingsError(f"MLOPS_PARTITION_WINDOW_DAYS={window!r} must be a whole number of days in [7, 3660]")
@@ -58,6 +62,7 @@ class Settings:
             s3_endpoint_url=env.get("MLOPS_S3_ENDPOINT_URL") or None,
             warehouse_url=warehouse_url,
             mlflow_tracking_uri=mlflow_uri,
+            mlflow_artifact_uri=artifacts,
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
             partition_window_days=int(window),
         )

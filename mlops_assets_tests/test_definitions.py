@@ -7,36 +7,55 @@ import dagster as dg
 
 from mlops_assets.definitions import defs
 
-EXPECTED_CHECKS = {
-    "raw_orders": {
-        "schema_valid": True,
-        "unique_ids": True,
-        "non_negative_amounts": True,
-        "currency_matches_tenant": True,
-        "timestamps_in_day": True,
-        "no_extreme_outliers": True,
-        "row_count_in_range": False,
-        "quarantine_share": False,
-    },
-    "raw_customers": {"schema_valid": True, "unique_ids": True, "timestamps_in_day": True, "quarantine_share": False},
+TENANT_DAY, TENANT = "tenant x date", "tenant"
+EXPECTED_ASSETS = {
+    # name: (group, partitioning, parents)
+    "raw_orders": ("ingestion", TENANT_DAY, set()),
+    "raw_customers": ("ingestion", TENANT_DAY, set()),
+    "raw_orders_history": ("ingestion", TENANT, set()),
+    "raw_customers_history": ("ingestion", TENANT, set()),
+    "customer_features": ("features", TENANT_DAY, {"raw_orders", "raw_orders_history"}),
+    "training_set": ("training", TENANT_DAY, {"raw_orders", "raw_orders_history"}),
+    "candidate_model": ("training", TENANT_DAY, {"training_set"}),
+    "production_model": ("training", TENANT_DAY, {"candidate_model", "training_set"}),
 }
+ORDER_GATES = {
+    "schema_valid": True, "unique_ids": True, "non_negative_amounts": True, "currency_matches_tenant": True,
+    "timestamps_in_day": True, "no_extreme_outliers": True, "quarantine_share": False,
+}  # fmt: skip
+CUSTOMER_GATES = {"schema_valid": True, "unique_ids": True, "timestamps_in_day": True, "quarantine_share": False}
+EXPECTED_CHECKS = {
+    "raw_orders": {**ORDER_GATES, "row_count_in_range": False},
+    "raw_customers": CUSTOMER_GATES,
+    "raw_orders_history": ORDER_GATES,
+    "raw_customers_history": CUSTOMER_GATES,
+    "customer_features": {"no_leakage": True, "no_unexpected_nan": True, "customer_count_matches_history": True},
+    "training_set": {"labels_matured": True, "splits_in_time_order": True, "enough_history": False},
+    "candidate_model": {"holdout_metrics_finite": True, "beats_baseline": False},
+    "production_model": {"promotion_gates": False, "serving_checks": False},
+}
+
+
+def partitioning(partitions_def) -> str:
+    if isinstance(partitions_def, dg.DynamicPartitionsDefinition):
+        assert partitions_def.name == "tenants"
+        return TENANT
+    assert isinstance(partitions_def, dg.MultiPartitionsDefinition)
+    dims = {d.name: d.partitions_def for d in partitions_def.partitions_defs}
+    assert isinstance(dims["tenant"], dg.DynamicPartitionsDefinition) and dims["tenant"].name == "tenants"
+    assert isinstance(dims["date"], dg.DailyPartitionsDefinition)
+    return TENANT_DAY
 
 
 def test_asset_graph_snapshot():
     graph = defs.resolve_asset_graph()
-    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"raw_orders", "raw_customers"}
-    for name in keys:
-        node = graph.get(dg.AssetKey(name))
-        assert node.parent_keys == set()
-        assert node.group_name == "ingestion"
-        partitions = node.partitions_def
-        assert isinstance(partitions, dg.MultiPartitionsDefinition)
-        dims = {d.name: d.partitions_def for d in partitions.partitions_defs}
-        assert set(dims) == {"date", "tenant"}
-        assert isinstance(dims["tenant"], dg.DynamicPartitionsDefinition) and dims["tenant"].name == "tenants"
-        assert isinstance(dims["date"], dg.DailyPartitionsDefinition)
-        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    found = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        parents = {parent.to_user_string() for parent in node.parent_keys}
+        found[key.to_user_string()] = (node.group_name, partitioning(node.partitions_def), parents)
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), "tenant-days batch into runs"
+    assert found == EXPECTED_ASSETS
 
 
 def test_checks_snapshot():
@@ -49,6 +68,6 @@ def test_checks_snapshot():
 
 
 def test_resources_and_sensors():
-    assert set(defs.resources) >= {"lake", "lake_io_manager", "tenants", "shop_api"}
+    assert set(defs.resources) >= {"lake", "lake_io_manager", "tenants", "shop_api", "models", "policy"}
     assert [sensor.name for sensor in defs.sensors] == ["tenant_registry_sensor"]
     defs.validate_loadable(defs)

@@ -23,6 +23,7 @@ from mlops_assets.core.shop_client import FetchStats, ShopifyClient
 from mlops_assets.core.shop_records import QUARANTINE_SCHEMA, quarantine_frame, to_frame
 
 RAW_ASSETS = {"orders": "raw_orders", "customers": "raw_customers"}
+HISTORY_ASSETS = {"orders": "raw_orders_history", "customers": "raw_customers_history"}
 TRAILING_DAYS = 14
 
 
@@ -101,6 +102,36 @@ def ingest_day(tenant: Tenant, resource: str, day: date, client: ShopifyClient |
         raise ValueError(f"tenant {tenant.tenant_id}: a Shopify tenant needs a client")
     validated, stats = client.fetch_day(resource, day, tenant.zone)
     return IngestedDay(frame=validated.frame, quarantine=validated.quarantine, stats=stats)
+
+
+@dataclass
+class IngestedHistory:
+    """Everything updated before a day, split into the days of the tenant's calendar."""
+
+    days: dict[date, pd.DataFrame]
+    quarantine: pd.DataFrame
+    stats: FetchStats = field(default_factory=FetchStats)
+
+
+def split_by_day(frame: pd.DataFrame, timezone: str) -> dict[date, pd.DataFrame]:
+    local_day = frame["updated_at"].dt.tz_convert(timezone).dt.date
+    return {day: part.reset_index(drop=True) for day, part in frame.groupby(local_day, sort=True)}
+
+
+def ingest_history(tenant: Tenant, resource: str, before: date, client: ShopifyClient | None = None) -> IngestedHistory:
+    """One sweep over the source for everything updated before `before` (the partition window's start)."""
+    if tenant.source_kind == "file":
+        normalized = load_normalized(tenant.source_settings, tenant.timezone, tenant.currency, tenant.tenant_id)
+        days = sorted(d for d in normalized["_day"].dropna().unique() if d < before)
+        ingested = {day: ingest_file_day(tenant, resource, day) for day in days}
+        quarantine = pd.concat(
+            [day.quarantine for day in ingested.values()] + [slice_day(normalized, before).undated], ignore_index=True
+        )
+        return IngestedHistory({day: result.frame for day, result in ingested.items()}, quarantine)
+    if client is None:
+        raise ValueError(f"tenant {tenant.tenant_id}: a Shopify tenant needs a client")
+    validated, stats = client.fetch_days(resource, None, before, tenant.zone)
+    return IngestedHistory(split_by_day(validated.frame, tenant.timezone), validated.quarantine, stats)
 
 
 def store_quarantine(root: UPath, resource: str, tenant_id: str, day: date, ingested: IngestedDay) -> dict[str, object]:

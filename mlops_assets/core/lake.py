@@ -95,6 +95,20 @@ def remove(path: UPath) -> bool:
     return False
 
 
+def remove_days_except(root: UPath, asset: str, tenant_id: str, keep: set[date]) -> int:
+    """Delete a tenant's day files of `asset` outside `keep` (a rebuilt history replaces the old one)."""
+    base = tenant_dir(root, asset, tenant_id)
+    if not base.exists():
+        return 0
+    removed = 0
+    for day_dir in base.iterdir():
+        name = day_dir.name
+        if name.startswith("date=") and date.fromisoformat(name.removeprefix("date=")) not in keep:
+            day_dir.fs.rm(day_dir.path, recursive=True)
+            removed += 1
+    return removed
+
+
 def row_counts(root: UPath, asset: str, tenant_id: str, days: list[date]) -> dict[date, int]:
     """Row counts of the partitions that exist, from Parquet footers only."""
     counts = {}

@@ -181,17 +181,20 @@ class ShopifyClient:
             ) from None
         raise AssertionError("unreachable")
 
-    def fetch(self, resource: str, updated_min: datetime, updated_max: datetime) -> tuple[list[dict], FetchStats]:
-        """Every record of `resource` whose updated_at lies in [updated_min, updated_max)."""
+    def fetch(
+        self, resource: str, updated_min: datetime | None, updated_max: datetime
+    ) -> tuple[list[dict], FetchStats]:
+        """Every record of `resource` whose updated_at lies in [updated_min, updated_max); no min = all history."""
         if resource not in ("orders", "customers"):
             raise ValueError(f"unknown resource {resource!r}")
         stats = FetchStats()
         url = f"{self.shop_url}/admin/api/{self.api_version}/{resource}.json"
         params: dict | None = {
             "limit": self.page_limit,
-            "updated_at_min": updated_min.isoformat(),
             "updated_at_max": (updated_max - timedelta(seconds=1)).isoformat(),
         }
+        if updated_min is not None:
+            params["updated_at_min"] = updated_min.isoformat()
         if resource == "orders":
             params["status"] = "any"
         records: list[dict] = []
@@ -203,12 +206,21 @@ class ShopifyClient:
         stats.records = len(records)
         return records, stats
 
-    def fetch_day(self, resource: str, day: date, zone: ZoneInfo) -> tuple[Validated, FetchStats]:
-        """One calendar day in the tenant's timezone, by updated_at, latest version per id."""
-        start = datetime.combine(day, datetime.min.time(), zone)
-        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+    def fetch_days(
+        self, resource: str, first_day: date | None, end_day: date, zone: ZoneInfo
+    ) -> tuple[Validated, FetchStats]:
+        """Days [first_day, end_day) in the tenant's timezone, by updated_at, latest version per id.
+
+        One cursor sweep serves a whole range: a 2-year history is a few hundred pages, not a
+        request per day. `first_day=None` reaches back to the shop's first record.
+        """
+        start = None if first_day is None else datetime.combine(first_day, datetime.min.time(), zone)
+        end = datetime.combine(end_day, datetime.min.time(), zone)
         records, stats = self.fetch(resource, start, end)
         validated = validate_records(resource, records)
         id_column = "order_id" if resource == "orders" else "customer_id"
         validated.frame = latest_versions(validated.frame, id_column)
         return validated, stats
+
+    def fetch_day(self, resource: str, day: date, zone: ZoneInfo) -> tuple[Validated, FetchStats]:
+        return self.fetch_days(resource, day, day + timedelta(days=1), zone)

@@ -279,12 +279,66 @@ class SyntheticShop:
         end = datetime.combine(day + timedelta(days=1), datetime.min.time(), self.zone)
         return pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
 
-    def oracle(self, as_of: date, horizon_days: int = 30) -> pd.DataFrame:
-        """True probability that each customer known at the end of `as_of` orders in the next H days.
+    def _posterior_probability(
+        self, known: np.ndarray, t0: float, horizon_days: int, samples: int = 2000, chunk: int = 2000
+    ) -> np.ndarray:
+        """P(order within H | what the shop's data shows, the true population prior).
 
-        Bayes-optimal given each customer's latent rate and dropout and their observed purchases:
-        P(alive | history) times P(an order before dropout within the horizon). Seasonality enters
-        through the effective rate over the gap and over the horizon. `ordered` is what happened.
+        Importance sampling over (rate, dropout) drawn from the generator's own prior (per channel):
+        each draw is weighted by the likelihood of the customer's observed purchases (count, first and
+        last time); the ceiling a model can reach from observable data, unlike `p_true`.
+        """
+        spec, truth = self.spec, self.truth
+        rng = np.random.default_rng(zlib.crc32(f"oracle:{spec.name}:{spec.seed}".encode()))
+        base_rate = rng.gamma(0.9, 1 / (0.9 * spec.mean_days_between_orders), samples)
+        base_dropout = rng.gamma(2.0, 1 / (2.0 * spec.mean_lifetime_days), samples)
+        names = list(CHANNELS)
+        channel = truth["channel"].to_numpy()
+        rate_mult = np.array([CHANNELS[c].rate for c in names])[pd.Categorical(channel, names).codes]
+        dropout_mult = np.array([CHANNELS[c].dropout for c in names])[pd.Categorical(channel, names).codes]
+        owner, when = self._real_order_customer, self._real_order_time
+        seen = when < t0
+        count = np.bincount(owner[seen], minlength=len(truth)) - 1
+        last = np.full(len(truth), np.nan)
+        np.fmax.at(last, owner[seen], when[seen])
+        first = truth["acquired_at_day"].to_numpy()
+        t1 = min(t0 + horizon_days, float(self._days))
+        m_t0 = self._cumulative_at(np.array([t0]))[0]
+        season_h = (self._cumulative_at(np.array([t1]))[0] - m_t0) / max(t1 - t0, 1e-9)
+        result = np.full(len(truth), np.nan)
+        for lo in range(0, len(truth), chunk):
+            rows = np.flatnonzero(known[lo : lo + chunk]) + lo
+            if not len(rows):
+                continue
+            lam = base_rate[None, :] * rate_mult[rows, None]
+            mu = base_dropout[None, :] * dropout_mult[rows, None]
+            active = (self._cumulative_at(last[rows]) - self._cumulative_at(first[rows]))[:, None]
+            gap = np.maximum(t0 - last[rows], 1e-9)[:, None]
+            lam_gap = lam * (m_t0 - self._cumulative_at(last[rows]))[:, None] / gap
+            silent_alive = np.exp(-(mu + lam_gap) * gap)
+            silent_dead = mu / (lam_gap + mu) * (1 - silent_alive)
+            log_like = (
+                count[rows, None] * np.log(lam)
+                - lam * active
+                - mu * (last[rows] - first[rows])[:, None]
+                + np.log(silent_alive + silent_dead)
+            )
+            weight = np.exp(log_like - log_like.max(axis=1, keepdims=True))
+            rate = lam * season_h + mu
+            no_order = mu / rate * (1 - np.exp(-rate * horizon_days)) + np.exp(-rate * horizon_days)
+            p_alive = silent_alive / (silent_alive + silent_dead)
+            result[rows] = (weight * p_alive * (1 - no_order)).sum(axis=1) / weight.sum(axis=1)
+        return result
+
+    def oracle(self, as_of: date, horizon_days: int = 30) -> pd.DataFrame:
+        """True probabilities that each customer known at the end of `as_of` orders in the next H days.
+
+        `p_true` is Bayes-optimal given each customer's latent rate and dropout and their observed
+        purchases: P(alive | history) times P(an order before dropout within the horizon); no model
+        can see the latent parameters, so its AUC is an upper bound nothing reaches. `p_observed` is
+        Bayes-optimal given only what the data shows (purchases and channel) and the true population
+        prior: the ceiling a model can reach. Seasonality enters through the effective rate over the
+        gap and over the horizon. `ordered` is what happened.
         """
         t0 = float(self._day_index(as_of) + 1)
         if not 1 <= t0 <= self._days:
@@ -314,6 +368,7 @@ class SyntheticShop:
             {
                 "customer_id": truth["customer_id"],
                 "p_true": p_alive * (1 - no_order),
+                "p_observed": self._posterior_probability(known, t0, horizon_days),
                 "alive": truth["death_at_day"].to_numpy() >= t0,
                 "ordered": ordered,
                 "horizon_complete": t0 + horizon_days <= self._days,

@@ -34,6 +34,24 @@ tenants_table = sa.Table(
     sa.CheckConstraint("horizon_days between 1 and 365", name="tenants_horizon_days"),
 )
 
+promotions_table = sa.Table(
+    "model_promotions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(63), nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("alias", sa.String(32), nullable=False),
+    sa.Column("version", sa.String(32)),
+    sa.Column("previous_version", sa.String(32)),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("action in ('promote', 'refuse', 'rollback')", name="model_promotions_action"),
+)
+
 migrations_table = sa.Table(
     "mlops_schema_migrations",
     metadata,
@@ -46,6 +64,7 @@ Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     (1, "tenant registry", lambda conn: tenants_table.create(conn, checkfirst=True)),
+    (2, "model promotion log", lambda conn: promotions_table.create(conn, checkfirst=True)),
 ]
 
 

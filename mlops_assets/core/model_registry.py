@@ -1,0 +1,214 @@
+"""MLflow tracking and the model registry, per tenant.
+
+One experiment and one registered model per tenant (`repurchase-<tenant>`); aliases `staging` and
+`production` replace the deprecated stages. A LightGBM candidate is logged in the lightgbm flavor;
+a cold-start fallback is the recency/frequency baseline logged as a pyfunc, tagged `fallback=true`.
+Both load as pyfunc, so serving does not care which one it got.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.baselines import BaselineModel
+from mlops_assets.core.features import FEATURES
+from mlops_assets.core.tenant_ids import validate_tenant_id
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+STAGING, PRODUCTION = "staging", "production"
+
+
+def model_name(tenant_id: str) -> str:
+    return f"repurchase-{validate_tenant_id(tenant_id)}"
+
+
+def experiment_name(tenant_id: str) -> str:
+    return f"repurchase/{validate_tenant_id(tenant_id)}"
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("lightgbm", "pandas", "numpy", "scikit-learn", "mlflow")]
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    versions = {name: version(name) for name in ("lightgbm", "pandas", "numpy", "pyarrow", "scikit-learn", "mlflow")}
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def code_version() -> dict[str, str]:
+    """The git commit of the running code and whether the work tree had uncommitted changes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
+def _pyfunc_base():
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.PythonModel
+
+
+class FallbackModel(_pyfunc_base()):
+    """The best baseline as an MLflow pyfunc (cold start, or no LightGBM has beaten it yet)."""
+
+    def __init__(self, baseline: BaselineModel):
+        self.baseline = baseline
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:  # noqa: ARG002 - pyfunc API
+        return self.baseline.predict(model_input)
+
+
+def predictions_digest(probabilities: np.ndarray) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(np.ascontiguousarray(probabilities, dtype="<f8").tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoggedCandidate:
+    run_id: str
+    version: str
+    kind: str
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str, artifact_uri: str, s3_endpoint_url: str | None = None):
+        self.tracking_uri, self.artifact_uri = tracking_uri, artifact_uri.rstrip("/")
+        if s3_endpoint_url:
+            os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", s3_endpoint_url)
+        import mlflow
+
+        self._mlflow = mlflow
+        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _activate(self):
+        self._mlflow.set_tracking_uri(self.tracking_uri)
+        self._mlflow.set_registry_uri(self.tracking_uri)
+        return self._mlflow
+
+    def experiment_id(self, tenant_id: str) -> str:
+        name = experiment_name(tenant_id)
+        existing = self.client.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        return self.client.create_experiment(
+            name, artifact_location=f"{self.artifact_uri}/{validate_tenant_id(tenant_id)}"
+        )
+
+    def log_candidate(
+        self,
+        tenant_id: str,
+        *,
+        model: Any,
+        kind: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        training_frame: pd.DataFrame,
+        training_source: str,
+        data_digest: str,
+        holdout_predictions: np.ndarray,
+        figures: dict[str, Any],
+    ) -> LoggedCandidate:
+        """One MLflow run: params, metrics, plots, data version, code version; then a registered version."""
+        mlflow = self._activate()
+        from mlflow.models import infer_signature
+
+        sample = training_frame[FEATURES].head(200)
+        signature = infer_signature(sample, np.zeros(len(sample)))
+        all_tags = {
+            **tags,
+            **code_version(),
+            **{f"version_{k}": v for k, v in package_versions().items()},
+            "tenant": tenant_id,
+            "model_kind": kind,
+            "fallback": str(kind == "fallback").lower(),
+            "data_digest": data_digest,
+            "holdout_predictions_digest": predictions_digest(holdout_predictions),
+        }
+        with mlflow.start_run(experiment_id=self.experiment_id(tenant_id), tags=all_tags) as run:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+            mlflow.log_dict({"features": FEATURES}, "features.json")
+            dataset = mlflow.data.from_pandas(
+                training_frame,
+                source=training_source,
+                targets="label",
+                name=f"training_set-{tenant_id}",
+                digest=data_digest[-32:],
+            )
+            mlflow.log_input(dataset, context="training")
+            for name, figure in figures.items():
+                mlflow.log_figure(figure, f"plots/{name}.png")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "holdout_predictions.npy"
+                np.save(path, np.asarray(holdout_predictions, dtype="<f8"))
+                mlflow.log_artifact(str(path))
+            if kind == "lightgbm":
+                logged = mlflow.lightgbm.log_model(
+                    model.booster, name="model", signature=signature, pip_requirements=pip_requirements()
+                )
+            else:
+                logged = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=FallbackModel(model),
+                    signature=signature,
+                    pip_requirements=pip_requirements(),
+                )
+            version = mlflow.register_model(logged.model_uri, model_name(tenant_id), tags=all_tags)
+        return LoggedCandidate(run.info.run_id, str(version.version), kind)
+
+    def version(self, tenant_id: str, version: str):
+        return self.client.get_model_version(model_name(tenant_id), str(version))
+
+    def alias_version(self, tenant_id: str, alias: str):
+        try:
+            return self.client.get_model_version_by_alias(model_name(tenant_id), alias)
+        except self._mlflow.exceptions.MlflowException:
+            return None
+
+    def set_alias(self, tenant_id: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(model_name(tenant_id), alias, str(version))
+
+    def versions(self, tenant_id: str) -> list:
+        found = self.client.search_model_versions(f"name = '{model_name(tenant_id)}'")
+        return sorted(found, key=lambda v: int(v.version))
+
+    def load(self, tenant_id: str, version: str):
+        mlflow = self._activate()
+        return mlflow.pyfunc.load_model(f"models:/{model_name(tenant_id)}/{version}")
+
+    def run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def holdout_predictions(self, run_id: str) -> np.ndarray:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(run_id, "holdout_predictions.npy", tmp)
+            return np.load(io.BytesIO(Path(local).read_bytes()))
