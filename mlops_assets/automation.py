@@ -70,6 +70,40 @@ def tenant_runs(ordered_tenants: list[str], selected: list[str]) -> list[tuple[s
     return runs
 
 
+def _run(job, instance, asset_selection, start: str, end: str, stage: str, console_log_level: str):
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=asset_selection,
+        tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end, "mlops/stage": stage},
+        run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
+        raise_on_error=False,
+    )
+
+
+def _known_tenants(instance: dg.DagsterInstance, tenant_ids: list[str]) -> list[str]:
+    ordered = instance.get_dynamic_partitions(TENANTS)
+    missing = sorted(set(tenant_ids) - set(ordered))
+    if missing:
+        raise ValueError(f"tenants {missing} have no partition yet (fix: register them; the sensor or CLI adds it)")
+    return ordered
+
+
+def materialize_tenants(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    tenant_ids: list[str],
+    asset_selection: list[dg.AssetKey],
+    console_log_level: str = "INFO",
+) -> list[dg.ExecuteInProcessResult]:
+    """Materialize tenant-partitioned assets (the history) for many tenants in few runs."""
+    return [
+        _run(job, instance, asset_selection, low, high, "history", console_log_level)
+        for low, high in tenant_runs(_known_tenants(instance, tenant_ids), tenant_ids)
+    ]
+
+
 def materialize_tenant_days(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
@@ -80,31 +114,25 @@ def materialize_tenant_days(
     days_per_run: int = 7,
     on_run_done=None,
     console_log_level: str = "INFO",
+    stage: str = "ingestion",
 ) -> list[dg.ExecuteInProcessResult]:
     """Materialize tenants x [first_day, last_day] in few in-process runs (one per date chunk)."""
     from datetime import timedelta
 
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
     results = []
-    ordered = instance.get_dynamic_partitions(TENANTS)
-    missing = sorted(set(tenant_ids) - set(ordered))
-    if missing:
-        raise ValueError(f"tenants {missing} have no partition yet (fix: register them; the sensor or CLI adds it)")
+    ordered = _known_tenants(instance, tenant_ids)
     chunk_start = first_day
     while chunk_start <= last_day:
         chunk_end = min(last_day, chunk_start + timedelta(days=days_per_run - 1))
         for low, high in tenant_runs(ordered, tenant_ids):
-            result = job.execute_in_process(
-                instance=instance,
-                asset_selection=asset_selection,
-                tags={
-                    ASSET_PARTITION_RANGE_START_TAG: f"{chunk_start.isoformat()}|{low}",
-                    ASSET_PARTITION_RANGE_END_TAG: f"{chunk_end.isoformat()}|{high}",
-                    "mlops/stage": "ingestion",
-                },
-                run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
-                raise_on_error=False,
+            result = _run(
+                job,
+                instance,
+                asset_selection,
+                f"{chunk_start.isoformat()}|{low}",
+                f"{chunk_end.isoformat()}|{high}",
+                stage,
+                console_log_level,
             )
             results.append(result)
             if on_run_done:

@@ -281,31 +281,53 @@ def _day(value: str | None, default: date) -> date:
         raise
 
 
-def _run_ingestion(tenant_ids: list[str], first: date, last: date, resource: str, days_per_run: int) -> list:
+def _job():
+    from mlops_assets.definitions import build_defs
+
+    return build_defs(settings()).resolve_implicit_global_asset_job_def()
+
+
+def _keys(names: list[str]):
     import dagster as dg
+
+    return [dg.AssetKey(name) for name in names]
+
+
+INGESTION = ["raw_orders", "raw_customers"]
+HISTORY = ["raw_orders_history", "raw_customers_history"]
+TRAINING = ["customer_features", "training_set", "candidate_model", "production_model"]
+
+
+def _run_days(tenant_ids: list[str], first: date, last: date, assets: list[str], days_per_run: int, stage: str) -> list:
     from tqdm import tqdm
 
     from mlops_assets.automation import materialize_tenant_days
-    from mlops_assets.definitions import build_defs
 
-    defs = build_defs(settings())
-    selection = {"all": ["raw_orders", "raw_customers"], "orders": ["raw_orders"], "customers": ["raw_customers"]}[
-        resource
-    ]
-    job = defs.resolve_implicit_global_asset_job_def()
-    total = (last - first).days + 1
-    with instance() as dagster_instance, tqdm(total=total, desc="ingesting days", unit="day", disable=None) as bar:
+    job = _job()
+    with (
+        instance() as dagster_instance,
+        tqdm(total=(last - first).days + 1, desc=stage, unit="day", disable=None) as bar,
+    ):
         return materialize_tenant_days(
             job,
             dagster_instance,
             tenant_ids,
             first,
             last,
-            [dg.AssetKey(name) for name in selection],
+            _keys(assets),
             days_per_run=days_per_run,
             on_run_done=lambda result, days: bar.update(days),
             console_log_level="WARNING",
+            stage=stage,
         )
+
+
+def _run_history(tenant_ids: list[str]) -> list:
+    from mlops_assets.automation import materialize_tenants
+
+    console.print(f"history before the partition window for {len(tenant_ids)} tenants ...")
+    with instance() as dagster_instance:
+        return materialize_tenants(_job(), dagster_instance, tenant_ids, _keys(HISTORY), console_log_level="WARNING")
 
 
 def _summarize(results: list) -> bool:
@@ -320,7 +342,7 @@ def _summarize(results: list) -> bool:
         for event in result.get_asset_materialization_events():
             materialization = event.event_specific_data.materialization
             meta = {k: v.value for k, v in materialization.metadata.items()}
-            tenant = materialization.partition.split("|")[1]
+            tenant = materialization.partition.split("|")[-1]
             key = (tenant, materialization.asset_key.path[-1])
             rows[key] += int(meta.get("rows", 0))
             quarantined[key] += int(meta.get("quarantined", 0))
@@ -345,6 +367,7 @@ def ingest(
     from_date: Annotated[str | None, typer.Option("--from", help="first day (default: yesterday)")] = None,
     to_date: Annotated[str | None, typer.Option("--to", help="last day (default: yesterday)")] = None,
     resource: Annotated[str, typer.Option(help="all | orders | customers")] = "all",
+    history: Annotated[bool, typer.Option("--history", help="also fill the history before the window")] = False,
     days_per_run: int = 7,
 ):
     """Materialize raw orders/customers for tenants x days, batched into few runs."""
@@ -352,29 +375,82 @@ def ingest(
     first, last = _day(from_date, yesterday), _day(to_date, yesterday)
     if first > last:
         fail("--from is after --to")
-    tenant_ids = tenant or registry().list_ids(status="active")
+    tenant_ids = _tenant_ids(tenant)
+    assets = {"all": INGESTION, "orders": ["raw_orders"], "customers": ["raw_customers"]}[resource]
+    results = (_run_history(tenant_ids) if history else []) + _run_days(
+        tenant_ids, first, last, assets, days_per_run, "ingestion"
+    )
+    if not _summarize(results):
+        fail("some runs or blocking quality gates failed; see the run logs in `mlops dev`")
+
+
+def _tenant_ids(given: list[str]) -> list[str]:
+    tenant_ids = given or registry().list_ids(status="active")
     if not tenant_ids:
         fail("no active tenants (fix: `mlops tenants add ...`)")
     sync_partitions()
-    if not _summarize(_run_ingestion(tenant_ids, first, last, resource, days_per_run)):
-        fail("some runs or blocking quality gates failed; see the run logs in `mlops dev`")
+    return tenant_ids
+
+
+def _summarize_models(results: list) -> bool:
+    """Print each tenant's candidate and promotion; True when every run succeeded."""
+    cards, decisions = {}, {}
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            m = event.event_specific_data.materialization
+            meta = {k: v.value for k, v in m.metadata.items()}
+            tenant = m.partition.split("|")[-1]
+            if m.asset_key.path[-1] == "candidate_model":
+                cards[tenant] = meta
+            elif m.asset_key.path[-1] == "production_model":
+                decisions[tenant] = meta
+    table = Table("tenant", "candidate", "kind", "holdout AUC", "baseline AUC", "production", "decision")
+    for tenant in sorted(set(cards) | set(decisions)):
+        card, decision = cards.get(tenant, {}), decisions.get(tenant, {})
+        table.add_row(
+            tenant,
+            str(card.get("version", "")),
+            str(card.get("kind", "")),
+            f"{card.get('holdout_auc', float('nan')):.4f}",
+            f"{card.get('baseline_auc', float('nan')):.4f}",
+            str(decision.get("production_version") or "-"),
+            str(decision.get("reason", ""))[:90],
+        )
+    console.print(table)
+    return all(result.success for result in results)
+
+
+@app.command("train")
+def train(
+    tenant: Annotated[list[str], typer.Option(help="tenant id, repeatable (default: every active tenant)")] = [],  # noqa: B006
+    cutoff: Annotated[str | None, typer.Option(help="training cutoff day (default: yesterday)")] = None,
+):
+    """Feature snapshot, training set, candidate and promotion for tenants at one cutoff day."""
+    day = _day(cutoff, datetime.now(UTC).date() - timedelta(days=1))
+    if not _summarize_models(_run_days(_tenant_ids(tenant), day, day, TRAINING, 1, "training")):
+        fail("a training run failed; see the run logs in `mlops dev`")
 
 
 @app.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="port of the demo shop emulator")] = 8765,
-    days: Annotated[int, typer.Option(help="days of history to ingest, ending yesterday")] = 14,
+    days: Annotated[
+        int | None, typer.Option(help="days to ingest, ending yesterday (default: the whole window)")
+    ] = None,
+    train_models: Annotated[bool, typer.Option("--train/--no-train", help="train and promote models")] = True,
 ):
-    """The main job on the embedded default: demo shops -> registry -> partitions -> the lake."""
+    """The main job on the embedded default: demo shops -> registry -> history and daily ingestion -> models."""
     from mlops_assets.core.synthetic import SyntheticShop, demo_shop_specs, transaction_export
 
     current = settings()
     console.print(f"profile [bold]{current.profile}[/bold]; state under {current.home}")
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    days = days or current.partition_window_days
     specs = demo_shop_specs(yesterday)
     shop_specs, file_spec = specs[:-1], specs[-1]
     os.environ.setdefault(EMULATOR_TOKEN_ENV, DEMO_TOKEN)
-    emulator, _ = _build_emulator(shop_specs, "127.0.0.1", port, os.environ[EMULATOR_TOKEN_ENV])
+    # Shopify Plus limits (400 requests, 20/s) keep the demo quick; the standard 40/2 is the default elsewhere.
+    emulator, _ = _build_emulator(shop_specs, "127.0.0.1", port, os.environ[EMULATOR_TOKEN_ENV], bucket=(400, 20.0))
     export_path = current.home / "exports" / f"{file_spec.name}.csv"
     export_path.parent.mkdir(parents=True, exist_ok=True)
     transaction_export(SyntheticShop(file_spec)).to_csv(export_path, index=False)
@@ -400,16 +476,173 @@ def demo(
             file_spec.currency,
         )
     )
+    tenant_ids = [s.name for s in specs]
     sync_partitions()
     with emulator:
-        results = _run_ingestion([s.name for s in specs], yesterday - timedelta(days=days - 1), yesterday, "all", 7)
+        results = _run_history(tenant_ids) if days >= current.partition_window_days else []
+        results += _run_days(tenant_ids, yesterday - timedelta(days=days - 1), yesterday, INGESTION, 7, "ingestion")
     ok = _summarize(results)
+    if train_models and ok:
+        ok = _summarize_models(_run_days(tenant_ids, yesterday, yesterday, TRAINING, 1, "training"))
     console.print(
-        f"lake: {current.lake_url}\nnext: `mlops dev` opens the lineage UI; to materialize from it, keep "
-        f"`mlops shop-emulator --port {port}` running in another terminal"
+        f"lake: {current.lake_url}\nmodels: `mlops models history acme-outdoor`; MLflow UI: "
+        f"`.venv/bin/mlflow ui --backend-store-uri {current.mlflow_tracking_uri}`\n"
+        f"lineage: `mlops dev`; to materialize shop tenants from it, keep `mlops shop-emulator --port {port}` running"
     )
     if not ok:
         fail("some runs or blocking quality gates failed")
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Registered models, promotions and rollbacks.")
+app.add_typer(models_app, name="models")
+
+
+def _model_registry():
+    from mlops_assets.core.model_registry import ModelRegistry
+
+    current = settings()
+    return ModelRegistry(current.mlflow_tracking_uri, current.mlflow_artifact_uri, current.s3_endpoint_url)
+
+
+def _serving_sample(tenant_id: str, cutoff: str | None):
+    """The holdout of the version's training set, when the lake still has it."""
+    import pandas as pd
+
+    from mlops_assets.core.lake import lake_root, partition_path, read_frame
+
+    if not cutoff:
+        return None
+    current = settings()
+    path = partition_path(lake_root(current.lake_url, current.s3_endpoint_url), "training_set", tenant_id, cutoff)
+    if not path.exists():
+        return None
+    frame = read_frame(path)
+    holdout = frame[frame["split"] == "holdout"]
+    return holdout if len(holdout) else (frame if len(frame) else pd.DataFrame())
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+@models_app.command("history")
+def models_history(tenant_id: str):
+    """Registered versions with their holdout metrics, and every alias move from the promotion log."""
+    from mlops_assets.core.model_registry import PRODUCTION, STAGING
+    from mlops_assets.core.promotion import PromotionLog
+
+    try:
+        validate_tenant_id(tenant_id)
+    except InvalidTenantId as exc:
+        fail(str(exc))
+    models = _model_registry()
+    production, staging = models.alias_version(tenant_id, PRODUCTION), models.alias_version(tenant_id, STAGING)
+    versions = Table("version", "kind", "cutoff", "holdout AUC", "baseline AUC", "aliases", "run")
+    for version in models.versions(tenant_id):
+        metrics = models.run(version.run_id).data.metrics
+        aliases = [a for a, v in ((PRODUCTION, production), (STAGING, staging)) if v and v.version == version.version]
+        versions.add_row(
+            version.version,
+            version.tags.get("model_kind", "?"),
+            version.tags.get("cutoff", "?"),
+            f"{metrics.get('holdout_auc', float('nan')):.4f}",
+            f"{metrics.get('baseline_auc', float('nan')):.4f}",
+            ",".join(aliases),
+            version.run_id[:8],
+        )
+    console.print(versions)
+    log = Table("when", "alias", "action", "version", "previous", "by", "reason")
+    for row in PromotionLog(settings().warehouse_url).history(tenant_id):
+        log.add_row(
+            row["created_at"].strftime("%Y-%m-%d %H:%M"),
+            row["alias"],
+            row["action"],
+            str(row["version"]),
+            str(row["previous_version"] or "-"),
+            row["actor"],
+            row["reason"][:100],
+        )
+    console.print(log)
+
+
+def _move_production(tenant_id: str, version: str, action: str, reason: str) -> None:
+    from mlops_assets.core.candidates import set_production
+
+    models = _model_registry()
+    try:
+        target = models.version(tenant_id, version)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises one exception type for every lookup failure
+        fail(
+            f"tenant {tenant_id}: no registered version {version} ({exc.__class__.__name__}); "
+            f"see `mlops models history {tenant_id}`"
+        )
+        raise
+    outcome = set_production(
+        models,
+        settings().warehouse_url,
+        tenant_id,
+        target.version,
+        action,
+        reason,
+        _actor(),
+        _serving_sample(tenant_id, target.tags.get("cutoff")),
+    )
+    if not outcome.promoted:
+        fail(outcome.reason)
+    console.print(
+        f"{tenant_id}: production is now version {outcome.production_version} "
+        f"(was {outcome.previous_production or 'none'})"
+    )
+
+
+@models_app.command("promote")
+def models_promote(
+    tenant_id: str,
+    to_version: Annotated[str, typer.Option("--to-version", help="registered version to serve")],
+    reason: Annotated[str, typer.Option(help="why, for the promotion log")] = "manual promotion",
+):
+    """Point `production` at a version by hand; serving checks still apply."""
+    _move_production(tenant_id, to_version, "promote", reason)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    tenant_id: str,
+    to_version: Annotated[str | None, typer.Option("--to-version", help="default: the previous production")] = None,
+    reason: Annotated[str, typer.Option(help="why, for the promotion log")] = "manual rollback",
+):
+    """Move `production` back to the version it pointed to before (from the promotion log)."""
+    from mlops_assets.core.model_registry import PRODUCTION
+    from mlops_assets.core.promotion import PromotionLog
+
+    current = _model_registry().alias_version(tenant_id, PRODUCTION)
+    if current is None:
+        fail(f"tenant {tenant_id} has no production model to roll back")
+    target = to_version or PromotionLog(settings().warehouse_url).previous_production(tenant_id, current.version)
+    if not target:
+        fail(
+            f"tenant {tenant_id}: the promotion log has no version before {current.version} "
+            "(fix: name one with --to-version)"
+        )
+    _move_production(tenant_id, target, "rollback", reason)
+
+
+@app.command("reproduce")
+def reproduce_command(tenant_id: str, version: str):
+    """Rebuild a version's training set from its logged data version, retrain, compare predictions bit for bit."""
+    from mlops_assets.core.lake import lake_root
+    from mlops_assets.core.reproduce import reproduce
+
+    current = settings()
+    report = reproduce(_model_registry(), lake_root(current.lake_url, current.s3_endpoint_url), tenant_id, version)
+    for line in report.differences:
+        console.print(f"  differs: {line}", highlight=False)
+    if not report.identical:
+        fail(f"tenant {tenant_id} version {version} was NOT reproduced: holdout predictions differ")
+    console.print(
+        f"tenant {tenant_id} version {version} reproduced: holdout predictions bit-identical "
+        f"({report.rebuilt_predictions})"
+    )
 
 
 @app.command("dev")

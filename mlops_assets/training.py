@@ -174,6 +174,7 @@ def candidate_model(
             built,
             data_digest=upstream.get("history_digest", "unknown"),
             data_through=upstream.get("history_through"),
+            timezone=tenant.timezone,
             training_source=str(partition_path(lake.root(), "training_set", tenant_id, cutoff)),
             tags={"dagster_run_id": context.run_id, "dagster_partition": key, "cutoff": cutoff.isoformat()},
         )
@@ -243,6 +244,7 @@ def production_model(
                 built,
                 data_digest=upstream.get("history_digest", "unknown"),
                 data_through=upstream.get("history_through"),
+                timezone=registry.get(tenant_id).timezone,
                 training_source=str(partition_path(lake.root(), "training_set", tenant_id, cutoff)),
                 tags={"dagster_run_id": context.run_id, "dagster_partition": key, "cutoff": cutoff.isoformat()},
             )

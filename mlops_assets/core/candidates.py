@@ -66,13 +66,13 @@ def _evaluable(frame: pd.DataFrame) -> bool:
     return len(frame) > 0 and 0 < frame["label"].sum() < len(frame)
 
 
-def fit_model(built: TrainingSet):
+def fit_model(built: TrainingSet, lightgbm_params: dict | None = None):
     """(kind, model, holdout probabilities): LightGBM, or the fallback when data is too thin."""
     train, valid, holdout = (built.split(s) for s in ("train", "valid", "holdout"))
     if built.cold_start_reasons:
         model = BaselineModel.fit(pd.concat([train, valid], ignore_index=True), holdout)
         return "fallback", model, model.predict(holdout) if len(holdout) else np.array([])
-    fitted = fit_lightgbm(train, valid)
+    fitted = fit_lightgbm(train, valid, lightgbm_params)
     return "lightgbm", fitted, fitted.predict(holdout)
 
 
@@ -83,6 +83,7 @@ def train_candidate(
     *,
     data_digest: str,
     data_through: str | None,
+    timezone: str,
     training_source: str,
     tags: dict[str, str],
 ) -> CandidateCard:
@@ -110,6 +111,7 @@ def train_candidate(
         "model_kind": kind,
         "features": len(FEATURES),
         "data_through": data_through,
+        "timezone": timezone,
         "training_window": f"{built.frame['snapshot'].min()}..{built.frame['snapshot'].max()}"
         if len(built.frame)
         else "",

@@ -8,11 +8,14 @@ Both load as pyfunc, so serving does not care which one it got.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,18 @@ class FallbackModel(_pyfunc_base()):
         return self.baseline.predict(model_input)
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """MLflow narrates every registration at INFO/WARNING; the run's own logs say what matters."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def predictions_digest(probabilities: np.ndarray) -> str:
     import hashlib
 
@@ -153,7 +168,12 @@ class ModelRegistry:
             "data_digest": data_digest,
             "holdout_predictions_digest": predictions_digest(holdout_predictions),
         }
-        with mlflow.start_run(experiment_id=self.experiment_id(tenant_id), tags=all_tags) as run:
+        with (
+            warnings.catch_warnings(),
+            _quiet("mlflow"),
+            mlflow.start_run(experiment_id=self.experiment_id(tenant_id), tags=all_tags) as run,
+        ):
+            warnings.simplefilter("ignore", UserWarning)
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
             mlflow.log_dict({"features": FEATURES}, "features.json")
