@@ -19,6 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# A short rolling window keeps end-to-end tests quick (read when mlops_assets.partitions is imported).
+os.environ.setdefault("MLOPS_PARTITION_WINDOW_DAYS", "14")
 
 TEST_END = date(2026, 10, 31)
 
@@ -196,3 +198,27 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return False
+
+
+def shop_orders_frame(shop):
+    """A synthetic shop's orders in the lake's raw schema."""
+    from mlops_assets.core.shop_records import to_frame
+
+    orders = shop.orders.rename(columns={"test": "is_test"}).assign(
+        order_id=lambda f: f["order_id"].astype(str),
+        customer_id=lambda f: f["customer_id"].astype("string"),
+        order_name=None,
+        processed_at=lambda f: f["created_at"],
+        currency=shop.spec.currency,
+    )
+    return to_frame("orders", orders)
+
+
+def write_history(root, tenant_id, shop, asset="raw_orders_history"):
+    """Store a shop's orders as history day files, as the history asset does."""
+    from mlops_assets.core import lake
+    from mlops_assets.core.ingest import split_by_day
+    from mlops_assets.core.shop_records import ORDERS_SCHEMA
+
+    for day, frame in split_by_day(shop_orders_frame(shop), shop.spec.timezone).items():
+        lake.write_frame(lake.partition_path(root, asset, tenant_id, day), frame, ORDERS_SCHEMA)

@@ -11,6 +11,8 @@ recency/frequency baseline is the tenant's (flagged) fallback model.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 RF_INPUTS = ("recency_days", "frequency", "orders_365d", "tenure_days")
+PRIOR_REPURCHASE_SHARE = 0.1  # a brand-new tenant with no labelled snapshot at all: a flat, flagged prior
 
 
 def _rf_design(features: pd.DataFrame) -> np.ndarray:
@@ -32,8 +35,9 @@ class RecencyFrequencyBaseline:
     @classmethod
     def fit(cls, train: pd.DataFrame) -> RecencyFrequencyBaseline:
         labels = train["label"].to_numpy()
-        if labels.min() == labels.max():
-            return cls([0.0] * len(RF_INPUTS), float(np.log((labels.mean() + 1e-3) / (1 - labels.mean() + 1e-3))))
+        if len(labels) == 0 or labels.min() == labels.max():
+            share = labels.mean() if len(labels) else PRIOR_REPURCHASE_SHARE
+            return cls([0.0] * len(RF_INPUTS), float(np.log((share + 1e-3) / (1 - share + 1e-3))))
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=1.0, max_iter=1000).fit(_rf_design(train), labels)
@@ -82,7 +86,8 @@ def bgnbd_probability(snapshot: pd.DataFrame, horizon_days: int) -> np.ndarray |
     age = snapshot["tenure_days"].to_numpy(float)
     recency = (age - snapshot["recency_days"].to_numpy(float)).clip(min=0)
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # lifetimes prints the optimizer's state to stdout when a fit fails to converge.
+        with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             fitter = BetaGeoFitter(penalizer_coef=0.001).fit(frequency, recency, age)
             expected = fitter.conditional_expected_number_of_purchases_up_to_time(horizon_days, frequency, recency, age)

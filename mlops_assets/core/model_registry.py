@@ -107,6 +107,19 @@ def predictions_digest(probabilities: np.ndarray) -> str:
 
 
 @dataclass(frozen=True)
+class RegisteredVersion:
+    """What the platform needs of an MLflow model version (whose `version` type varies by release)."""
+
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+    @classmethod
+    def of(cls, model_version) -> RegisteredVersion:
+        return cls(str(model_version.version), model_version.run_id, dict(model_version.tags or {}))
+
+
+@dataclass(frozen=True)
 class LoggedCandidate:
     run_id: str
     version: str
@@ -156,7 +169,9 @@ class ModelRegistry:
         mlflow = self._activate()
         from mlflow.models import infer_signature
 
-        sample = training_frame[FEATURES].head(200)
+        sample = training_frame[FEATURES].head(200).astype(float)
+        if sample.empty:
+            sample = pd.DataFrame([dict.fromkeys(FEATURES, 0.0)])
         signature = infer_signature(sample, np.zeros(len(sample)))
         all_tags = {
             **tags,
@@ -205,21 +220,21 @@ class ModelRegistry:
             version = mlflow.register_model(logged.model_uri, model_name(tenant_id), tags=all_tags)
         return LoggedCandidate(run.info.run_id, str(version.version), kind)
 
-    def version(self, tenant_id: str, version: str):
-        return self.client.get_model_version(model_name(tenant_id), str(version))
+    def version(self, tenant_id: str, version: str) -> RegisteredVersion:
+        return RegisteredVersion.of(self.client.get_model_version(model_name(tenant_id), str(version)))
 
-    def alias_version(self, tenant_id: str, alias: str):
+    def alias_version(self, tenant_id: str, alias: str) -> RegisteredVersion | None:
         try:
-            return self.client.get_model_version_by_alias(model_name(tenant_id), alias)
+            return RegisteredVersion.of(self.client.get_model_version_by_alias(model_name(tenant_id), alias))
         except self._mlflow.exceptions.MlflowException:
             return None
 
     def set_alias(self, tenant_id: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(model_name(tenant_id), alias, str(version))
 
-    def versions(self, tenant_id: str) -> list:
+    def versions(self, tenant_id: str) -> list[RegisteredVersion]:
         found = self.client.search_model_versions(f"name = '{model_name(tenant_id)}'")
-        return sorted(found, key=lambda v: int(v.version))
+        return sorted((RegisteredVersion.of(v) for v in found), key=lambda v: int(v.version))
 
     def load(self, tenant_id: str, version: str):
         mlflow = self._activate()
