@@ -176,7 +176,7 @@ def candidate_model(
             data_through=upstream.get("history_through"),
             timezone=tenant.timezone,
             training_source=str(partition_path(lake.root(), "training_set", tenant_id, cutoff)),
-            tags={"dagster_run_id": context.run_id, "dagster_partition": key, "cutoff": cutoff.isoformat()},
+            tags={"dagster_run_id": context.run.run_id, "dagster_partition": key, "cutoff": cutoff.isoformat()},
         )
         if not card.metrics_finite:
             not_finite.append(f"{key}: {card.metrics}")
@@ -246,7 +246,7 @@ def production_model(
                 data_through=upstream.get("history_through"),
                 timezone=registry.get(tenant_id).timezone,
                 training_source=str(partition_path(lake.root(), "training_set", tenant_id, cutoff)),
-                tags={"dagster_run_id": context.run_id, "dagster_partition": key, "cutoff": cutoff.isoformat()},
+                tags={"dagster_run_id": context.run.run_id, "dagster_partition": key, "cutoff": cutoff.isoformat()},
             )
 
         outcome = promote_candidate(

@@ -200,25 +200,11 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool
     return False
 
 
-def shop_orders_frame(shop):
-    """A synthetic shop's orders in the lake's raw schema."""
-    from mlops_assets.core.shop_records import to_frame
-
-    orders = shop.orders.rename(columns={"test": "is_test"}).assign(
-        order_id=lambda f: f["order_id"].astype(str),
-        customer_id=lambda f: f["customer_id"].astype("string"),
-        order_name=None,
-        processed_at=lambda f: f["created_at"],
-        currency=shop.spec.currency,
-    )
-    return to_frame("orders", orders)
-
-
 def write_history(root, tenant_id, shop, asset="raw_orders_history"):
     """Store a shop's orders as history day files, as the history asset does."""
     from mlops_assets.core import lake
     from mlops_assets.core.ingest import split_by_day
     from mlops_assets.core.shop_records import ORDERS_SCHEMA
 
-    for day, frame in split_by_day(shop_orders_frame(shop), shop.spec.timezone).items():
+    for day, frame in split_by_day(shop.raw_orders(), shop.spec.timezone).items():
         lake.write_frame(lake.partition_path(root, asset, tenant_id, day), frame, ORDERS_SCHEMA)

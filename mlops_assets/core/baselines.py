@@ -40,7 +40,9 @@ class RecencyFrequencyBaseline:
             return cls([0.0] * len(RF_INPUTS), float(np.log((share + 1e-3) / (1 - share + 1e-3))))
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(C=1.0, max_iter=1000).fit(_rf_design(train), labels)
+        # Four inputs need no more than 100k rows; a seeded sample keeps the fit quick and repeatable.
+        rows = np.random.default_rng(0).permutation(len(train))[:100_000]
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(_rf_design(train)[rows], labels[rows])
         return cls([float(c) for c in model.coef_[0]], float(model.intercept_[0]))
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:

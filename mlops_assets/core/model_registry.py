@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import platform
@@ -192,14 +193,7 @@ class ModelRegistry:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
             mlflow.log_dict({"features": FEATURES}, "features.json")
-            dataset = mlflow.data.from_pandas(
-                training_frame,
-                source=training_source,
-                targets="label",
-                name=f"training_set-{tenant_id}",
-                digest=data_digest[-32:],
-            )
-            mlflow.log_input(dataset, context="training")
+            self._log_training_input(run.info.run_id, tenant_id, training_frame, training_source, data_digest)
             for name, figure in figures.items():
                 mlflow.log_figure(figure, f"plots/{name}.png")
             with tempfile.TemporaryDirectory() as tmp:
@@ -219,6 +213,26 @@ class ModelRegistry:
                 )
             version = mlflow.register_model(logged.model_uri, model_name(tenant_id), tags=all_tags)
         return LoggedCandidate(run.info.run_id, str(version.version), kind)
+
+    def _log_training_input(self, run_id: str, tenant_id: str, frame: pd.DataFrame, source: str, digest: str) -> None:
+        """The training set as an MLflow dataset input, identified by the lake digest.
+
+        `mlflow.data.from_pandas` infers the schema by visiting every cell (11 s for 700k rows); the
+        schema of the first 1,000 rows is the same, and the profile records the true size.
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.models import infer_signature
+
+        schema = infer_signature(frame.head(1000)).inputs
+        dataset = Dataset(
+            name=f"training_set-{tenant_id}",
+            digest=digest.removeprefix("sha256:")[:36],
+            source_type="s3" if source.startswith("s3://") else "local",
+            source=json.dumps({"uri": source}),
+            schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+            profile=json.dumps({"num_rows": len(frame), "num_elements": int(frame.size)}),
+        )
+        self.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
 
     def version(self, tenant_id: str, version: str) -> RegisteredVersion:
         return RegisteredVersion.of(self.client.get_model_version(model_name(tenant_id), str(version)))

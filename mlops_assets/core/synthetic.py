@@ -270,6 +270,19 @@ class SyntheticShop:
             }
         ).sort_values("customer_id", ignore_index=True)
 
+    def raw_orders(self) -> pd.DataFrame:
+        """The orders as the lake's `raw_orders` rows (latest state), for tests and benchmarks."""
+        from mlops_assets.core.shop_records import to_frame
+
+        orders = self.orders.rename(columns={"test": "is_test"}).assign(
+            order_id=lambda f: f["order_id"].astype(str),
+            customer_id=lambda f: f["customer_id"].astype("string"),
+            order_name=None,
+            processed_at=lambda f: f["created_at"],
+            currency=self.spec.currency,
+        )
+        return to_frame("orders", orders)
+
     @cached_property
     def end_utc(self) -> pd.Timestamp:
         return self._timestamps(np.array([float(self._days)]))[0]

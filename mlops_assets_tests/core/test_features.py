@@ -114,8 +114,7 @@ def test_nan_checks_name_the_column():
 
 
 def test_synthetic_snapshot_has_no_unexpected_nan(small_shop):
-    from mlops_assets_tests.conftest import shop_orders_frame
 
-    features = customer_features(shop_orders_frame(small_shop), date(2026, 9, 30), "America/New_York")
+    features = customer_features(small_shop.raw_orders(), date(2026, 9, 30), "America/New_York")
     assert len(features) > 500 and feature_problems(features) == []
     assert features["bgnbd_probability"].between(0, 1).all()

@@ -11,13 +11,13 @@ from mlops_assets.core.features import FEATURES
 from mlops_assets.core.modeling import fit_lightgbm, holdout_metrics
 from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
 from mlops_assets.core.training_data import TrainingPlan, build_training_set
-from mlops_assets_tests.conftest import TEST_END, shop_orders_frame
+from mlops_assets_tests.conftest import TEST_END
 
 
 @pytest.fixture(scope="module")
 def built():
     shop = SyntheticShop(ShopSpec("model", customers=3000, seed=4, end=TEST_END, history_days=600))
-    return build_training_set(shop_orders_frame(shop), TrainingPlan(TEST_END), "UTC", TEST_END)
+    return build_training_set(shop.raw_orders(), TrainingPlan(TEST_END), "UTC", TEST_END)
 
 
 def test_plan_keeps_every_label_window_before_the_next_split():
@@ -40,12 +40,12 @@ def test_training_set_has_three_time_ordered_splits(built):
 
 def test_labels_must_have_matured(small_shop):
     with pytest.raises(ValueError, match="labels have not matured"):
-        build_training_set(shop_orders_frame(small_shop), TrainingPlan(TEST_END), "UTC", TEST_END - timedelta(days=1))
+        build_training_set(small_shop.raw_orders(), TrainingPlan(TEST_END), "UTC", TEST_END - timedelta(days=1))
 
 
 def test_thin_history_is_a_flagged_cold_start():
     shop = SyntheticShop(ShopSpec("newbie", customers=150, seed=1, end=TEST_END, history_days=120))
-    thin = build_training_set(shop_orders_frame(shop), TrainingPlan(TEST_END), "UTC", TEST_END)
+    thin = build_training_set(shop.raw_orders(), TrainingPlan(TEST_END), "UTC", TEST_END)
     assert any("days of history" in reason for reason in thin.cold_start_reasons)
     model = BaselineModel.fit(thin.split("train"), thin.split("holdout"))
     assert np.isfinite(model.predict(thin.split("holdout"))).all()
