@@ -9,8 +9,8 @@ import dagster as dg
 from mlops_assets.core.features import customer_features as snapshot
 from mlops_assets.core.features import cutoff_utc, feature_problems, orders_as_of
 from mlops_assets.core.history import history_files, read_orders
-from mlops_assets.ingestion import raw_orders, raw_orders_history
-from mlops_assets.partitions import tenant_and_day, tenant_day_partitions
+from mlops_assets.ingestion import HISTORY_DEPS
+from mlops_assets.partitions import tenant_and_day, tenant_day_asset
 from mlops_assets.resources import LakeResource, TenantRegistryResource
 
 CHECKS = {
@@ -21,15 +21,9 @@ CHECKS = {
 
 
 @dg.asset(
-    group_name="features",
-    partitions_def=tenant_day_partitions,
-    io_manager_key="lake_io_manager",
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **tenant_day_asset("features"),
     kinds={"python", "parquet"},
-    deps=[
-        raw_orders,
-        dg.AssetDep(raw_orders_history, partition_mapping=dg.MultiToSingleDimensionPartitionMapping("tenant")),
-    ],
+    deps=HISTORY_DEPS,
     check_specs=[
         dg.AssetCheckSpec(name, asset="customer_features", blocking=True, description=description)
         for name, description in CHECKS.items()

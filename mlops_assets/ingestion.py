@@ -23,7 +23,7 @@ from mlops_assets.core.ingest import (
 from mlops_assets.core.registry import Tenant
 from mlops_assets.core.shop_client import ShopifyClient
 from mlops_assets.core.shop_records import QUARANTINE_SCHEMA, SCHEMAS
-from mlops_assets.partitions import daily_partitions, tenant_and_day, tenant_day_partitions, tenant_partitions
+from mlops_assets.partitions import daily_partitions, tenant_and_day, tenant_day_asset, tenant_partitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 
 GROUP = "ingestion"
@@ -56,10 +56,7 @@ def raw_asset(resource: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=name,
-        group_name=GROUP,
-        partitions_def=tenant_day_partitions,
-        io_manager_key="lake_io_manager",
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **tenant_day_asset(GROUP),
         kinds={"python", "parquet"},
         check_specs=[
             dg.AssetCheckSpec(gate.name, asset=name, blocking=gate.blocking, description=gate.description)
@@ -194,3 +191,9 @@ raw_orders = raw_asset("orders")
 raw_customers = raw_asset("customers")
 raw_orders_history = history_asset("orders")
 raw_customers_history = history_asset("customers")
+
+# What reads a tenant's whole order history depends on both order assets, the history by tenant.
+HISTORY_DEPS = [
+    raw_orders,
+    dg.AssetDep(raw_orders_history, partition_mapping=dg.MultiToSingleDimensionPartitionMapping("tenant")),
+]

@@ -42,3 +42,14 @@ def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date
 
 def tenant_day_key(tenant_id: str, day: date) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"tenant": validate_tenant_id(tenant_id), "date": day.isoformat()})
+
+
+def tenant_day_asset(group_name: str, **kwargs) -> dict:
+    """The settings every lake-persisted tenant x date asset shares (batched runs, Hive lake files)."""
+    return {
+        "group_name": group_name,
+        "partitions_def": tenant_day_partitions,
+        "io_manager_key": "lake_io_manager",
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        **kwargs,
+    }

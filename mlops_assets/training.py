@@ -12,8 +12,8 @@ import pandas as pd
 from mlops_assets.core.history import history_files, read_orders
 from mlops_assets.core.lake import partition_path
 from mlops_assets.core.training_data import SPLITS, TrainingSet, build_training_set
-from mlops_assets.ingestion import raw_orders, raw_orders_history
-from mlops_assets.partitions import tenant_and_day, tenant_day_partitions
+from mlops_assets.ingestion import HISTORY_DEPS
+from mlops_assets.partitions import tenant_and_day, tenant_day_asset
 from mlops_assets.resources import LakeResource, ModelPolicyResource, ModelRegistryResource, TenantRegistryResource
 
 GROUP = "training"
@@ -34,15 +34,9 @@ def _check(name: str, failures: list[str], keys, passed_text: str, severity=dg.A
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=tenant_day_partitions,
-    io_manager_key="lake_io_manager",
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **tenant_day_asset(GROUP),
     kinds={"python", "parquet"},
-    deps=[
-        raw_orders,
-        dg.AssetDep(raw_orders_history, partition_mapping=dg.MultiToSingleDimensionPartitionMapping("tenant")),
-    ],
+    deps=HISTORY_DEPS,
     check_specs=[
         dg.AssetCheckSpec(
             "labels_matured",
@@ -124,10 +118,7 @@ def _upstream_metadata(context: dg.AssetExecutionContext, asset: str, key: str) 
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=tenant_day_partitions,
-    io_manager_key="lake_io_manager",
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **tenant_day_asset(GROUP),
     kinds={"lightgbm", "mlflow"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -194,10 +185,7 @@ def candidate_model(
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=tenant_day_partitions,
-    io_manager_key="lake_io_manager",
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **tenant_day_asset(GROUP),
     kinds={"mlflow"},
     check_specs=[
         dg.AssetCheckSpec(

@@ -6,6 +6,7 @@ back goes through the same checks and the same promotion log as the pipeline.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -233,8 +234,9 @@ def promote_candidate(
     if current is not None and production_auc is None and card["kind"] == "fallback":
         decision.promote, decision.reason = False, "cold start fallback never replaces an existing production model"
     run_id = str(card["run_id"])
+    record = functools.partial(log.record, tenant_id, name, version=version, run_id=run_id)
     if not decision.promote:
-        log.record(tenant_id, name, STAGING, version, None, "refuse", decision.reason, decision.metrics, run_id)
+        record(alias=STAGING, previous=None, action="refuse", reason=decision.reason, metrics=decision.metrics)
         if current is None and register_fallback is not None:
             fallback = register_fallback(f"no production model yet and the candidate was refused: {decision.reason}")
             outcome = promote_candidate(
@@ -245,44 +247,21 @@ def promote_candidate(
         return PromotionOutcome(tenant_id, version, False, False, decision.reason, current_version, None)
     previous_staging = registry.alias_version(tenant_id, STAGING)
     registry.set_alias(tenant_id, STAGING, version)
-    log.record(
-        tenant_id,
-        name,
-        STAGING,
-        version,
-        previous_staging.version if previous_staging else None,
-        "promote",
-        decision.reason,
-        decision.metrics,
-        run_id,
+    record(
+        alias=STAGING,
+        previous=previous_staging.version if previous_staging else None,
+        action="promote",
+        reason=decision.reason,
+        metrics=decision.metrics,
     )
     report, problems = check_serving(registry, tenant_id, version, _serving_sample(training_frame), policy)
+    metrics = {**decision.metrics, **report}
     if problems:
         reason = "serving checks failed: " + "; ".join(problems)
-        log.record(
-            tenant_id,
-            name,
-            PRODUCTION,
-            version,
-            current_version,
-            "refuse",
-            reason,
-            {**decision.metrics, **report},
-            run_id,
-        )
+        record(alias=PRODUCTION, previous=current_version, action="refuse", reason=reason, metrics=metrics)
         return PromotionOutcome(tenant_id, version, True, False, reason, current_version, None, report, problems)
     registry.set_alias(tenant_id, PRODUCTION, version)
-    log.record(
-        tenant_id,
-        name,
-        PRODUCTION,
-        version,
-        current_version,
-        "promote",
-        decision.reason,
-        {**decision.metrics, **report},
-        run_id,
-    )
+    record(alias=PRODUCTION, previous=current_version, action="promote", reason=decision.reason, metrics=metrics)
     return PromotionOutcome(tenant_id, version, True, True, decision.reason, version, current_version, report)
 
 
@@ -298,22 +277,21 @@ def set_production(
     policy: PromotionPolicy | None = None,
 ) -> PromotionOutcome:
     """Point `production` at `version` by hand (promote or rollback), after the same serving checks."""
-    name = model_name(tenant_id)
     target = registry.version(tenant_id, version)
     current = registry.alias_version(tenant_id, PRODUCTION)
     current_version = current.version if current else None
-    sample = sample if sample is not None else pd.DataFrame([{n: 0.0 for n in FEATURES}])
+    sample = sample if sample is not None else pd.DataFrame([dict.fromkeys(FEATURES, 0.0)])
     report, problems = check_serving(registry, tenant_id, target.version, sample, policy or PromotionPolicy())
+    record = functools.partial(
+        PromotionLog(warehouse_url).record, tenant_id, model_name(tenant_id), PRODUCTION, target.version,
+        current_version, metrics=report, run_id=target.run_id, actor=actor,
+    )  # fmt: skip
     if problems:
         reason = f"{action} refused, serving checks failed: " + "; ".join(problems)
-        PromotionLog(warehouse_url).record(
-            tenant_id, name, PRODUCTION, target.version, current_version, "refuse", reason, report, target.run_id, actor
-        )
+        record(action="refuse", reason=reason)
         return PromotionOutcome(
             tenant_id, target.version, False, False, reason, current_version, None, report, problems
         )
     registry.set_alias(tenant_id, PRODUCTION, target.version)
-    PromotionLog(warehouse_url).record(
-        tenant_id, name, PRODUCTION, target.version, current_version, action, reason, report, target.run_id, actor
-    )
+    record(action=action, reason=reason)
     return PromotionOutcome(tenant_id, target.version, True, True, reason, target.version, current_version, report)
