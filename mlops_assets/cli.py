@@ -194,6 +194,49 @@ def tenants_resume(tenant_id: str):
     _set_status(tenant_id, "active")
 
 
+api_key_app = typer.Typer(no_args_is_help=True, help="A tenant's API keys (the API and the dashboard login).")
+tenants_app.add_typer(api_key_app, name="api-key")
+
+
+def _api_keys(tenant_id: str):
+    from mlops_assets.core.api_keys import ApiKeys
+
+    try:
+        registry().get(tenant_id)
+    except (InvalidTenantId, RegistryError) as exc:
+        fail(str(exc))
+    return ApiKeys(settings().warehouse_url)
+
+
+@api_key_app.command("create")
+def api_key_create(tenant_id: str, label: Annotated[str, typer.Option(help="who or what uses it")] = ""):
+    """Create a key; it is printed once and only its hash is stored."""
+    key_id, key = _api_keys(tenant_id).create(tenant_id, label)
+    console.print(f"key id {key_id} for {tenant_id} (shown once, store it now):", highlight=False)
+    typer.echo(key)
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(tenant_id: str, key_id: str):
+    """Revoke a key: API calls and dashboard sessions opened with it stop working at once."""
+    from mlops_assets.core.api_keys import ApiKeyError
+
+    try:
+        _api_keys(tenant_id).revoke(tenant_id, key_id)
+    except ApiKeyError as exc:
+        fail(str(exc))
+    console.print(f"revoked key {key_id} of {tenant_id}")
+
+
+@api_key_app.command("list")
+def api_key_list(tenant_id: str):
+    table = Table("key id", "label", "created", "revoked")
+    for row in _api_keys(tenant_id).list(tenant_id):
+        revoked = row["revoked_at"].strftime("%Y-%m-%d %H:%M") if row["revoked_at"] else "-"
+        table.add_row(row["key_id"], row["label"], row["created_at"].strftime("%Y-%m-%d %H:%M"), revoked)
+    console.print(table)
+
+
 def _build_emulator(shops, host: str, port: int, token: str, faults=None, bucket=(40, 2.0)):
     from tqdm import tqdm
 
@@ -296,6 +339,7 @@ def _keys(names: list[str]):
 INGESTION = ["raw_orders", "raw_customers"]
 HISTORY = ["raw_orders_history", "raw_customers_history"]
 TRAINING = ["customer_features", "training_set", "candidate_model", "production_model"]
+PREDICTION = ["customer_features", "predictions"]
 
 
 def _run_days(tenant_ids: list[str], first: date, last: date, assets: list[str], days_per_run: int, stage: str) -> list:
@@ -431,6 +475,74 @@ def train(
         fail("a training run failed; see the run logs in `mlops dev`")
 
 
+def _summarize_predictions(results: list) -> bool:
+    """Print each tenant-day's predictions; True when every run succeeded."""
+    table = Table("tenant", "day", "customers", "model", "high", "medium", "low")
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            m = event.event_specific_data.materialization
+            if m.asset_key.path[-1] != "predictions":
+                continue
+            meta = {k: v.value for k, v in m.metadata.items()}
+            day, tenant = m.partition.split("|")
+            table.add_row(
+                tenant, day, str(meta.get("customers")), f"v{meta.get('model_version')} ({meta.get('model_kind')})",
+                *(str(meta.get(f"risk_{band}")) for band in ("high", "medium", "low")),
+            )  # fmt: skip
+    console.print(table)
+    _print_failures(results)
+    return all(result.success for result in results)
+
+
+def _print_failures(results: list) -> None:
+    for result in results:
+        for event in result.all_events:
+            if event.is_step_failure:
+                console.print(
+                    f"[red]{event.step_key} failed:[/red] {event.step_failure_data.error.message.strip()[:500]}"
+                )
+
+
+@app.command("predict")
+def predict(
+    tenant: Annotated[list[str], typer.Option(help="tenant id, repeatable (default: every active tenant)")] = [],  # noqa: B006
+    from_date: Annotated[str | None, typer.Option("--from", help="first day (default: yesterday)")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="last day (default: yesterday)")] = None,
+    days_per_run: int = 7,
+):
+    """Feature snapshots and predictions (production model -> warehouse) for tenants x days."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    first, last = _day(from_date, yesterday), _day(to_date, yesterday)
+    if first > last:
+        fail("--from is after --to")
+    results = _run_days(_tenant_ids(tenant), first, last, PREDICTION, days_per_run, "predictions")
+    if not _summarize_predictions(results):
+        fail("a predictions run failed (above); nothing was written for its tenant-days")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="listen address; keep loopback unless a proxy fronts it")] = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+):
+    """The prediction API (`/v1`, OpenAPI at /openapi.json) and the tenant dashboard (`/dashboard`)."""
+    import uvicorn
+
+    settings()
+    console.print(f"API and dashboard on http://{host}:{port}/ (warehouse: {_safe_url(settings().warehouse_url)})")
+    uvicorn.run(
+        "mlops_assets.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+        log_level="warning", access_log=False,
+    )  # fmt: skip
+
+
+def _safe_url(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
 @app.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="port of the demo shop emulator")] = 8765,
@@ -483,11 +595,14 @@ def demo(
         results += _run_days(tenant_ids, yesterday - timedelta(days=days - 1), yesterday, INGESTION, 7, "ingestion")
     ok = _summarize(results)
     if train_models and ok:
-        ok = _summarize_models(_run_days(tenant_ids, yesterday, yesterday, TRAINING, 1, "training"))
+        results = _run_days(tenant_ids, yesterday, yesterday, [*TRAINING, "predictions"], 1, "training")
+        ok = _summarize_models(results) and _summarize_predictions(results)
     console.print(
         f"lake: {current.lake_url}\nmodels: `mlops models history acme-outdoor`; MLflow UI: "
         f"`.venv/bin/mlflow ui --backend-store-uri {current.mlflow_tracking_uri}`\n"
-        f"lineage: `mlops dev`; to materialize shop tenants from it, keep `mlops shop-emulator --port {port}` running"
+        f"lineage: `mlops dev`; to materialize shop tenants from it, keep `mlops shop-emulator --port {port}` running\n"
+        "dashboard and API: `mlops tenants api-key create acme-outdoor`, then `mlops serve` and open "
+        "http://127.0.0.1:8000/dashboard"
     )
     if not ok:
         fail("some runs or blocking quality gates failed")

@@ -6,8 +6,8 @@ import os
 
 import dagster as dg
 
-from mlops_assets import automation, features, ingestion, training
-from mlops_assets.io_managers import LakeIOManager
+from mlops_assets import automation, features, ingestion, predictions, training
+from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
 from mlops_assets.resources import (
     LakeResource,
     ModelPolicyResource,
@@ -25,6 +25,7 @@ def _from_env(name: str, value: str | None):
 
 def build_defs(settings: Settings) -> dg.Definitions:
     lake_url = _from_env("MLOPS_LAKE_URL", settings.lake_url)
+    warehouse_url = _from_env("MLOPS_WAREHOUSE_URL", settings.warehouse_url)
     endpoint = _from_env("MLOPS_S3_ENDPOINT_URL", settings.s3_endpoint_url)
     return dg.Definitions(
         assets=[
@@ -36,12 +37,14 @@ def build_defs(settings: Settings) -> dg.Definitions:
             training.training_set,
             training.candidate_model,
             training.production_model,
+            predictions.predictions,
         ],
         sensors=[automation.tenant_registry_sensor],
         resources={
             "lake": LakeResource(url=lake_url, s3_endpoint_url=endpoint),
             "lake_io_manager": LakeIOManager(url=lake_url, s3_endpoint_url=endpoint),
-            "tenants": TenantRegistryResource(warehouse_url=_from_env("MLOPS_WAREHOUSE_URL", settings.warehouse_url)),
+            "warehouse_io_manager": WarehouseIOManager(warehouse_url=warehouse_url),
+            "tenants": TenantRegistryResource(warehouse_url=warehouse_url),
             "shop_api": ShopApiResource(),
             "models": ModelRegistryResource(
                 tracking_uri=_from_env("MLOPS_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),

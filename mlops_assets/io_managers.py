@@ -1,6 +1,6 @@
-"""Hive-partitioned Parquet over UPath: one code path for a local directory and s3://.
+"""IO managers: Hive-partitioned Parquet over UPath (local or s3://) and the warehouse DB.
 
-Paths are `<lake>/<asset>/tenant=<t>/date=<d>/part-0.parquet`. A run that covers many
+Lake paths are `<lake>/<asset>/tenant=<t>/date=<d>/part-0.parquet`. A run that covers many
 tenant-days (a single-run backfill) returns `{partition_key: frame}` and each partition is
 written whole, with its own rows, path and content digest (the data version) in metadata.
 """
@@ -15,6 +15,8 @@ import pyarrow as pa
 from upath import UPath
 
 from mlops_assets.core import lake
+from mlops_assets.core.prediction_store import read_partition, write_partition
+from mlops_assets.core.predictions import batch_summary
 from mlops_assets.core.shop_records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
 from mlops_assets.partitions import tenant_and_day
 
@@ -46,12 +48,7 @@ class HiveParquetIOManager(dg.UPathIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if not (context.has_asset_partitions and len(context.asset_partition_keys) > 1):
             return super().handle_output(context, obj)
-        if not isinstance(obj, Mapping) or set(obj) != set(context.asset_partition_keys):
-            raise dg.DagsterInvariantViolationError(
-                f"{context.asset_key.to_user_string()}: a run over {len(context.asset_partition_keys)} partitions must "
-                "return a dict with one frame per partition key"
-            )
-        for key, frame in obj.items():
+        for key, frame in _frames_by_partition(context, obj).items():
             tenant_id, day = tenant_and_day(key)
             path = lake.partition_path(self.root, context.asset_key.path[-1], tenant_id, day)
             written = lake.write_frame(path, frame, self._schema(context, frame))
@@ -75,3 +72,41 @@ class LakeIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> HiveParquetIOManager:
         return HiveParquetIOManager(lake.lake_root(self.url, self.s3_endpoint_url))
+
+
+def _frames_by_partition(context: dg.OutputContext, obj) -> dict[str, pd.DataFrame]:
+    keys = context.asset_partition_keys if context.has_asset_partitions else []
+    if len(keys) == 1:
+        return {keys[0]: obj}
+    if not isinstance(obj, Mapping) or set(obj) != set(keys):
+        raise dg.DagsterInvariantViolationError(
+            f"{context.asset_key.to_user_string()}: a run over {len(keys)} partitions must return a dict with one "
+            "frame per partition key"
+        )
+    return dict(obj)
+
+
+class WarehouseIOManager(dg.ConfigurableIOManager):
+    """Predictions in the warehouse DB (PostgreSQL or SQLite): each tenant-day replaced in one transaction.
+
+    The asset returns frames; where they land is this configuration. Summaries for the dashboard
+    are written in the same transaction, so the overview never disagrees with the rows.
+    """
+
+    warehouse_url: str
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        frames = _frames_by_partition(context, obj)
+        for key, frame in frames.items():
+            tenant_id, day = tenant_and_day(key)
+            rows = write_partition(self.warehouse_url, tenant_id, day, frame, batch_summary(frame), context.run_id)
+            metadata = {"rows": rows, "table": "predictions", "tenant": tenant_id, "as_of_date": day.isoformat()}
+            if len(frames) == 1:
+                context.add_output_metadata(metadata)
+            else:
+                context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+
+    def load_input(self, context: dg.InputContext):
+        keys = context.asset_partition_keys
+        frames = {key: read_partition(self.warehouse_url, *tenant_and_day(key)) for key in keys}
+        return frames[keys[0]] if len(keys) == 1 else frames

@@ -53,3 +53,13 @@ def tenant_day_asset(group_name: str, **kwargs) -> dict:
         "backfill_policy": dg.BackfillPolicy.single_run(),
         **kwargs,
     }
+
+
+def latest_partition_metadata(context: dg.AssetExecutionContext, asset: str, key: str) -> dict:
+    """The latest materialization metadata of an upstream partition (e.g. the data digest)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1
+    ).records
+    if not records:
+        return {}
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}

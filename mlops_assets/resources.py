@@ -67,7 +67,7 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
 
 class ModelPolicyResource(dg.ConfigurableResource):
-    """Training plan defaults, cold-start thresholds and promotion gates; the same for every tenant."""
+    """Training plan defaults, cold-start thresholds, promotion gates and risk bands; the same for every tenant."""
 
     train_snapshots: int = 20
     step_days: int = 14
@@ -80,6 +80,8 @@ class ModelPolicyResource(dg.ConfigurableResource):
     max_single_row_p99_ms: float = 100.0
     max_batch_10k_ms: float = 2000.0
     max_peak_memory_mb: float = 512.0
+    high_risk_below: float = 0.10
+    medium_risk_below: float = 0.30
 
     def plan(self, cutoff, horizon_days: int):
         from mlops_assets.core.training_data import TrainingPlan
@@ -103,3 +105,8 @@ class ModelPolicyResource(dg.ConfigurableResource):
             self.max_batch_10k_ms,
             self.max_peak_memory_mb,
         )
+
+    def bands(self):
+        from mlops_assets.core.predictions import RiskBands
+
+        return RiskBands(self.high_risk_below, self.medium_risk_below)

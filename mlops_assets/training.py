@@ -13,7 +13,7 @@ from mlops_assets.core.history import history_files, read_orders
 from mlops_assets.core.lake import partition_path
 from mlops_assets.core.training_data import SPLITS, TrainingSet, build_training_set
 from mlops_assets.ingestion import HISTORY_DEPS
-from mlops_assets.partitions import tenant_and_day, tenant_day_asset
+from mlops_assets.partitions import latest_partition_metadata, tenant_and_day, tenant_day_asset
 from mlops_assets.resources import LakeResource, ModelPolicyResource, ModelRegistryResource, TenantRegistryResource
 
 GROUP = "training"
@@ -107,16 +107,6 @@ def training_set(
     )
 
 
-def _upstream_metadata(context: dg.AssetExecutionContext, asset: str, key: str) -> dict:
-    """The latest materialization metadata of an upstream partition (e.g. the data digest)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1
-    ).records
-    if not records:
-        return {}
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
-
-
 @dg.asset(
     **tenant_day_asset(GROUP),
     kinds={"lightgbm", "mlflow"},
@@ -154,7 +144,7 @@ def candidate_model(
     for key in keys:
         tenant_id, cutoff = tenant_and_day(key)
         tenant = registry.get(tenant_id)
-        upstream = _upstream_metadata(context, "training_set", key)
+        upstream = latest_partition_metadata(context, "training_set", key)
         plan = policy.plan(cutoff, tenant.horizon_days)
         built = TrainingSet(inputs[key], plan)
         reasons = [] if upstream.get("cold_start_reasons", "none") == "none" else [upstream["cold_start_reasons"]]
@@ -222,7 +212,7 @@ def production_model(
     decisions, refused, serving_failed = {}, [], []
     for key in keys:
         tenant_id, cutoff = tenant_and_day(key)
-        upstream = _upstream_metadata(context, "training_set", key)
+        upstream = latest_partition_metadata(context, "training_set", key)
 
         def register_fallback(reason: str, tenant_id=tenant_id, cutoff=cutoff, key=key, upstream=upstream):
             built = TrainingSet(sets[key], policy.plan(cutoff, registry.get(tenant_id).horizon_days), [reason])

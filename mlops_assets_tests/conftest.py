@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from glob import glob
 from pathlib import Path
 
@@ -23,6 +23,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLOPS_PARTITION_WINDOW_DAYS", "14")
 
 TEST_END = date(2026, 10, 31)
+SERVED_TENANT = "acme"
 
 
 def _free_port() -> int:
@@ -208,3 +209,47 @@ def write_history(root, tenant_id, shop, asset="raw_orders_history"):
 
     for day, frame in split_by_day(shop.raw_orders(), shop.spec.timezone).items():
         lake.write_frame(lake.partition_path(root, asset, tenant_id, day), frame, ORDERS_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """A tenant with a promoted LightGBM in a real MLflow registry, and its snapshot of TEST_END."""
+    from mlops_assets.core.candidates import promote_candidate, train_candidate
+    from mlops_assets.core.features import customer_features
+    from mlops_assets.core.history import history_files, read_orders
+    from mlops_assets.core.model_registry import ModelRegistry
+    from mlops_assets.core.predictions import load_production_model
+    from mlops_assets.core.promotion import PromotionPolicy
+    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+    from mlops_assets.core.training_data import TrainingPlan, build_training_set
+
+    tmp = tmp_path_factory.mktemp("served")
+    shop = SyntheticShop(ShopSpec(SERVED_TENANT, customers=2500, seed=9, end=TEST_END, history_days=550))
+    from mlops_assets.core.lake import lake_root
+
+    root = lake_root(str(tmp / "lake"))
+    write_history(root, SERVED_TENANT, shop)
+    files = history_files(root, SERVED_TENANT, through=TEST_END)
+    history = read_orders(files)
+    built = build_training_set(history, TrainingPlan(TEST_END), "UTC", files.through)
+    registry = ModelRegistry(f"sqlite:///{tmp / 'mlflow.db'}", (tmp / "artifacts").as_uri())
+    card = train_candidate(
+        registry, SERVED_TENANT, built, data_digest=files.digest(), data_through=str(files.through), timezone="UTC",
+        training_source=str(root.path), tags={"cutoff": str(TEST_END)},
+    )  # fmt: skip
+    outcome = promote_candidate(
+        registry, f"sqlite:///{tmp / 'w.db'}", SERVED_TENANT, card.frame().iloc[0], built.frame,
+        PromotionPolicy(baseline_margin=-1.0),
+    )  # fmt: skip
+    assert outcome.promoted
+    snapshot = customer_features(history, TEST_END, "UTC", 30)
+    model = load_production_model(registry, SERVED_TENANT)
+    return {"registry": registry, "model": model, "snapshot": snapshot, "tmp": tmp}
+
+
+def scored(served, day=TEST_END, run_id="run-1"):
+    """The served tenant's predictions of `day`, as the predictions asset computes them."""
+    from mlops_assets.core.predictions import score_snapshot
+
+    created = datetime(2026, 11, 1, 6, tzinfo=UTC)
+    return score_snapshot(served["model"], served["snapshot"], day, "sha256:features", run_id, created)

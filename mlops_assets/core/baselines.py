@@ -23,7 +23,7 @@ RF_INPUTS = ("recency_days", "frequency", "orders_365d", "tenure_days")
 PRIOR_REPURCHASE_SHARE = 0.1  # a brand-new tenant with no labelled snapshot at all: a flat, flagged prior
 
 
-def _rf_design(features: pd.DataFrame) -> np.ndarray:
+def rf_design(features: pd.DataFrame) -> np.ndarray:
     return np.log1p(features[list(RF_INPUTS)].to_numpy(float).clip(min=0))
 
 
@@ -42,11 +42,11 @@ class RecencyFrequencyBaseline:
 
         # Four inputs need no more than 100k rows; a seeded sample keeps the fit quick and repeatable.
         rows = np.random.default_rng(0).permutation(len(train))[:100_000]
-        model = LogisticRegression(C=1.0, max_iter=1000).fit(_rf_design(train)[rows], labels[rows])
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(rf_design(train)[rows], labels[rows])
         return cls([float(c) for c in model.coef_[0]], float(model.intercept_[0]))
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        z = _rf_design(features) @ np.asarray(self.coefficients) + self.intercept
+        z = rf_design(features) @ np.asarray(self.coefficients) + self.intercept
         return 1 / (1 + np.exp(-z))
 
 

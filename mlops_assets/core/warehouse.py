@@ -52,6 +52,56 @@ promotions_table = sa.Table(
     sa.CheckConstraint("action in ('promote', 'refuse', 'rollback')", name="model_promotions_action"),
 )
 
+predictions_table = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("as_of_date", sa.Date, primary_key=True),
+    sa.Column("repurchase_probability", sa.Float, nullable=False),
+    sa.Column("risk_band", sa.String(8), nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("percentile", sa.Float, nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("feature_version", sa.String(80), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("top_reasons", sa.Text, nullable=False),
+    sa.CheckConstraint("repurchase_probability between 0 and 1", name="predictions_probability"),
+    sa.CheckConstraint("risk_band in ('high', 'medium', 'low')", name="predictions_risk_band"),
+    sa.Index("predictions_by_day_rank", "tenant_id", "as_of_date", "rank"),
+)
+
+prediction_batches_table = sa.Table(
+    "prediction_batches",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("as_of_date", sa.Date, primary_key=True),
+    sa.Column("customers", sa.Integer, nullable=False),
+    sa.Column("mean_probability", sa.Float, nullable=False),
+    sa.Column("band_counts", sa.JSON, nullable=False),
+    sa.Column("histogram", sa.JSON, nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("model_kind", sa.String(32), nullable=False),
+    sa.Column("model_metrics", sa.JSON, nullable=False),
+    sa.Column("feature_version", sa.String(80), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+api_keys_table = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("tenant_id", sa.String(63), nullable=False, index=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
 migrations_table = sa.Table(
     "mlops_schema_migrations",
     metadata,
@@ -65,6 +115,9 @@ Migration = tuple[int, str, Callable[[sa.Connection], None]]
 MIGRATIONS: list[Migration] = [
     (1, "tenant registry", lambda conn: tenants_table.create(conn, checkfirst=True)),
     (2, "model promotion log", lambda conn: promotions_table.create(conn, checkfirst=True)),
+    (3, "predictions", lambda conn: predictions_table.create(conn, checkfirst=True)),
+    (4, "prediction batch summaries", lambda conn: prediction_batches_table.create(conn, checkfirst=True)),
+    (5, "tenant API keys", lambda conn: api_keys_table.create(conn, checkfirst=True)),
 ]
 
 

@@ -1,0 +1,98 @@
+"""Prediction stage: `predictions` per tenant and day, the production model applied to that day's snapshot.
+
+The model is loaded once per tenant per run (runs batch many tenant-days). The gates run before
+anything is written: a failing tenant-day fails the run and leaves the warehouse as it was.
+Storage is the warehouse IO manager's business (PostgreSQL COPY or SQLite), not this module's.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from mlops_assets.partitions import latest_partition_metadata, tenant_and_day, tenant_day_asset
+from mlops_assets.resources import ModelPolicyResource, ModelRegistryResource
+
+CHECKS = {
+    "row_count_matches_snapshot": "One row per customer of the day's feature snapshot",
+    "probabilities_in_range": "Every probability in [0, 1]",
+    "no_nan": "No NaN probability",
+    "model_recorded": "Every row names the model version that scored it",
+}
+# The production alias may point at a model trained at any cutoff of the same tenant.
+ANY_CUTOFF_OF_THE_TENANT = dg.MultiPartitionMapping(
+    {
+        "tenant": dg.DimensionPartitionMapping("tenant", dg.IdentityPartitionMapping()),
+        "date": dg.DimensionPartitionMapping("date", dg.AllPartitionMapping()),
+    }
+)
+
+
+@dg.asset(
+    **tenant_day_asset("predictions", io_manager_key="warehouse_io_manager"),
+    kinds={"lightgbm", "sql"},
+    ins={"customer_features": dg.AssetIn()},
+    deps=[dg.AssetDep("production_model", partition_mapping=ANY_CUTOFF_OF_THE_TENANT)],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="predictions", blocking=True, description=description)
+        for name, description in CHECKS.items()
+    ],
+    description="Per customer: probability of ordering again within the tenant's horizon, churn-risk band, rank, "
+    "percentile and top reasons, from the `production` model; one warehouse partition per tenant-day.",
+)
+def predictions(
+    context: dg.AssetExecutionContext,
+    customer_features,
+    models: ModelRegistryResource,
+    policy: ModelPolicyResource,
+):
+    from mlops_assets.core.predictions import (
+        NoProductionModel,
+        load_production_model,
+        prediction_problems,
+        score_snapshot,
+    )
+
+    keys = context.partition_keys
+    snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}
+    registry, served, frames = models.registry(), {}, {}
+    failures: dict[str, list[str]] = {name: [] for name in CHECKS}
+    created_at = datetime.now(UTC)
+    for position, key in enumerate(keys, start=1):
+        tenant_id, day = tenant_and_day(key)
+        if tenant_id not in served:
+            try:
+                served[tenant_id] = load_production_model(registry, tenant_id)
+            except NoProductionModel as exc:
+                raise dg.Failure(str(exc), metadata={"tenant": tenant_id}) from exc
+        model, snapshot = served[tenant_id], snapshots[key]
+        digest = latest_partition_metadata(context, "customer_features", key).get("digest", "unknown")
+        frame = score_snapshot(model, snapshot, day, str(digest), context.run.run_id, created_at, policy.bands())
+        for name, problem in prediction_problems(frame, len(snapshot)).items():
+            failures[name].append(f"{key}: {problem}")
+        context.add_asset_metadata(
+            {
+                "tenant": tenant_id,
+                "customers": len(frame),
+                "model_version": model.version,
+                "model_kind": model.kind,
+                "feature_version": str(digest),
+                **{f"risk_{band}": int((frame["risk_band"] == band).sum()) for band in ("high", "medium", "low")},
+            },
+            partition_key=key,
+        )
+        frames[key] = frame
+        context.log.info(f"[{position}/{len(keys)}] {tenant_id} {day}: {len(frame)} customers, model v{model.version}")
+    for name, failed in failures.items():
+        yield dg.AssetCheckResult(
+            check_name=name,
+            passed=not failed,
+            metadata={"partitions_checked": len(keys), "failures": failed[:50]},
+            description=CHECKS[name] if not failed else f"{len(failed)} partitions failed, first: {failed[0]}",
+        )
+    failed = sorted({entry for entries in failures.values() for entry in entries})
+    if failed:
+        raise dg.Failure(
+            f"{len(failed)} predictions gate failures, nothing written; first: {failed[0]}",
+            metadata={"failures": failed[:50]},
+        )
+    yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])

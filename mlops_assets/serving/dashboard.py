@@ -1,0 +1,265 @@
+"""The tenant dashboard: overview, customer list with filters and CSV export, customer page.
+
+Server-rendered (Jinja2, inline SVG charts, one shipped stylesheet): it works offline and without
+JavaScript. Login takes the tenant's API key once and keeps an HttpOnly, SameSite=Strict session
+cookie; every page checks that the key behind the session is still active.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from mlops_assets.core.api_keys import Principal
+from mlops_assets.serving import charts
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+BANDS = ("high", "medium", "low")
+BAND_COLORS = ["#c0392b", "#e67e22", "#27ae60"]
+PAGE_SIZE = 50
+FEATURE_LABELS = {
+    "recency_days": "days since last order",
+    "frequency": "orders placed",
+    "monetary_total": "total spend",
+    "monetary_mean": "average order value",
+    "monetary_max": "largest order",
+    "tenure_days": "days since first order",
+    "gap_mean_days": "usual days between orders",
+    "gap_std_days": "spread of days between orders",
+    "recency_over_gap": "time since last order vs usual gap",
+    "refund_share": "share of spend refunded",
+    "cancel_share": "share of orders cancelled",
+    "first_order_value": "first order value",
+    "last_order_value": "last order value",
+    "order_trend_90d": "orders last 90 days vs the 90 before",
+    "spend_trend_90d": "spend last 90 days vs the 90 before",
+    "items_per_order": "items per order",
+    "bgnbd_probability": "BG/NBD purchase probability",
+    **{f"orders_{w}d": f"orders in the last {w} days" for w in (7, 30, 90, 365)},
+    **{f"spend_{w}d": f"spend in the last {w} days" for w in (7, 30, 90, 365)},
+}
+
+
+class LoginRequired(Exception):
+    pass
+
+
+def signed_in(request: Request) -> Principal:
+    session = request.session
+    if "tenant_id" not in session:
+        raise LoginRequired
+    principal = Principal(session["tenant_id"], session["key_id"])
+    if not request.app.state.keys.is_active(principal):
+        session.clear()
+        raise LoginRequired
+    return principal
+
+
+def page(request: Request, name: str, principal: Principal | None, status_code: int = 200, **context):
+    return templates.TemplateResponse(
+        request, name, {"tenant_id": principal.tenant_id if principal else None, **context}, status_code=status_code
+    )
+
+
+def login_redirect(request: Request, exc: LoginRequired) -> RedirectResponse:  # noqa: ARG001 - handler API
+    """Send a visitor without a live session to the login page."""
+    return RedirectResponse("/login", status_code=303)
+
+
+SignedIn = Annotated[Principal, Depends(signed_in)]
+
+
+def reasons(row: dict) -> list[dict]:
+    return [
+        {"label": FEATURE_LABELS.get(f, f), "feature": f, "contribution": c, "value": v, "raises": c > 0}
+        for f, c, v in json.loads(row["top_reasons"])
+    ]
+
+
+@router.get("/", response_class=HTMLResponse)
+def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request):
+    return page(request, "login.html", None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, api_key: Annotated[str, Form(max_length=200)]):
+    principal = request.app.state.keys.authenticate(api_key.strip())
+    if principal is None:
+        return page(request, "login.html", None, 401, error="That key is unknown or revoked.")
+    request.session.clear()
+    request.session.update({"tenant_id": principal.tenant_id, "key_id": principal.key_id})
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request):
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+def _batch_or_404(request: Request, principal: Principal, day: date | None) -> dict | None:
+    batch = request.app.state.reader.batch(principal.tenant_id, day)
+    if batch is None and day is not None:
+        raise HTTPException(404, f"no predictions on {day.isoformat()}")
+    return batch
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def overview(request: Request, principal: SignedIn, day: Annotated[date | None, Query(alias="date")] = None):
+    batch = _batch_or_404(request, principal, day)
+    if batch is None:
+        return page(request, "overview.html", principal, batch=None)
+    trend = request.app.state.reader.batches(principal.tenant_id)
+    counts = batch["band_counts"]
+    bins = len(batch["histogram"])
+    return page(
+        request,
+        "overview.html",
+        principal,
+        batch=batch,
+        metrics=batch["model_metrics"],
+        days=[b["as_of_date"] for b in trend],
+        histogram=charts.bars(
+            batch["histogram"], [f"{i / bins:.2f}" for i in range(bins)], "customers by repurchase probability"
+        ),
+        band_chart=charts.bars([counts[b] for b in BANDS], [f"{b} risk" for b in BANDS], "risk bands", BAND_COLORS),
+        trend_chart=charts.line(
+            [(b["as_of_date"].isoformat(), b["mean_probability"]) for b in trend], "mean repurchase probability", 0, 1
+        ),
+        high_share_chart=charts.line(
+            [(b["as_of_date"].isoformat(), b["band_counts"]["high"] / max(1, b["customers"])) for b in trend],
+            "share of customers at high churn risk",
+            0,
+            1,
+        ),
+    )
+
+
+Band = Literal["high", "medium", "low"]
+
+
+def _filters(band, min_probability, max_probability) -> dict:
+    return {"risk_band": band, "min_probability": min_probability, "max_probability": max_probability}
+
+
+@router.get("/dashboard/customers", response_class=HTMLResponse)
+def customers(
+    request: Request,
+    principal: SignedIn,
+    day: Annotated[date | None, Query(alias="date")] = None,
+    band: Band | None = None,
+    min_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
+    max_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+):
+    batch = _batch_or_404(request, principal, day)
+    if batch is None:
+        return page(request, "overview.html", principal, batch=None)
+    reader, filters = request.app.state.reader, _filters(band, min_probability, max_probability)
+    rows = reader.page(principal.tenant_id, batch["as_of_date"], after_rank=after, limit=PAGE_SIZE + 1, **filters)
+    return page(
+        request,
+        "customers.html",
+        principal,
+        batch=batch,
+        rows=rows[:PAGE_SIZE],
+        next_after=rows[PAGE_SIZE - 1]["rank"] if len(rows) > PAGE_SIZE else None,
+        total=reader.count(principal.tenant_id, batch["as_of_date"], **filters),
+        band=band or "",
+        min_probability="" if min_probability is None else min_probability,
+        max_probability="" if max_probability is None else max_probability,
+        query=request.url.query,
+    )
+
+
+@router.get("/dashboard/customers.csv")
+def customers_csv(
+    request: Request,
+    principal: SignedIn,
+    day: Annotated[date | None, Query(alias="date")] = None,
+    band: Band | None = None,
+    min_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
+    max_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
+):
+    batch = _batch_or_404(request, principal, day)
+    if batch is None:
+        raise HTTPException(404, "no predictions yet")
+    reader, filters, as_of = (
+        request.app.state.reader,
+        _filters(band, min_probability, max_probability),
+        batch["as_of_date"],
+    )
+    columns = [
+        "customer_id",
+        "as_of_date",
+        "repurchase_probability",
+        "risk_band",
+        "rank",
+        "percentile",
+        "model_version",
+    ]
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        after = 0
+        while True:
+            chunk = reader.page(principal.tenant_id, as_of, after_rank=after, limit=5000, **filters)
+            writer.writerows([[row[c] for c in columns] for row in chunk])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if len(chunk) < 5000:
+                return
+            after = chunk[-1]["rank"]
+
+    filename = f"predictions-{principal.tenant_id}-{as_of.isoformat()}{'-' + band if band else ''}.csv"
+    return StreamingResponse(
+        rows(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@router.get("/dashboard/customers/{customer_id}", response_class=HTMLResponse)
+def customer(
+    request: Request,
+    principal: SignedIn,
+    customer_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+    day: Annotated[date | None, Query(alias="date")] = None,
+):
+    reader = request.app.state.reader
+    batch = _batch_or_404(request, principal, day)
+    row = reader.customer(principal.tenant_id, customer_id, batch["as_of_date"]) if batch else None
+    if row is None:
+        return page(request, "customer.html", principal, 404, customer_id=customer_id, row=None)
+    history = reader.customer_history(principal.tenant_id, customer_id)
+    return page(
+        request,
+        "customer.html",
+        principal,
+        customer_id=customer_id,
+        row=row,
+        reasons=reasons(row),
+        history=history,
+        history_chart=charts.line(
+            [(h["as_of_date"].isoformat(), h["repurchase_probability"]) for h in history],
+            "repurchase probability over time",
+            0,
+            1,
+        ),
+    )

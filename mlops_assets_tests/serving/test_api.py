@@ -1,0 +1,160 @@
+"""The prediction API and the dashboard over real warehouses (SQLite and PostgreSQL), through HTTP."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mlops_assets.core.api_keys import ApiKeys
+from mlops_assets.core.prediction_store import PredictionReader, write_partition
+from mlops_assets.core.predictions import batch_summary
+from mlops_assets.serving.app import create_app
+from mlops_assets_tests.conftest import SERVED_TENANT, TEST_END, scored
+
+OTHER = "globex"
+NASTY = "x'; drop table predictions; --"
+
+
+@pytest.fixture
+def world(served, warehouse_url):
+    """Two days of the served tenant, one day of another tenant whose customers partly share ids."""
+    frames = [scored(served, TEST_END - timedelta(days=1)), scored(served)]
+    theirs = scored(served).assign(tenant_id=OTHER)
+    theirs.loc[theirs.index[:10], "customer_id"] = [f"globex-only-{i}" for i in range(10)]
+    for frame in [*frames, theirs]:
+        tenant_id, day = frame["tenant_id"].iloc[0], frame["as_of_date"].iloc[0]
+        write_partition(warehouse_url, tenant_id, day, frame, batch_summary(frame), "run-1")
+    keys = ApiKeys(warehouse_url)
+    (key_id, key), (_, other_key) = keys.create(SERVED_TENANT), keys.create(OTHER)
+    client = TestClient(create_app(warehouse_url, "test-secret"))
+    return {"client": client, "key": key, "key_id": key_id, "other_key": other_key, "latest": frames[-1],
+            "theirs": theirs, "keys": keys, "url": warehouse_url}  # fmt: skip
+
+
+def get(world, path, key=None, **params):
+    headers = {"Authorization": f"Bearer {key or world['key']}"}
+    return world["client"].get(path, headers=headers, params=params)
+
+
+def test_health_readiness_and_openapi(world):
+    client = world["client"]
+    assert client.get("/healthz").json() == {"status": "ok"} and client.get("/readyz").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/customers/{customer_id}/prediction", "/v1/predictions", "/v1/model"} <= set(schema["paths"])
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(schema["components"]["securitySchemes"])
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"X-API-Key": "mlk_000000000000_" + "a" * 43}]
+)
+def test_no_valid_key_no_data(world, headers):
+    answer = world["client"].get("/v1/predictions", headers=headers)
+    assert answer.status_code == 401 and "api-key create" in answer.json()["detail"]
+
+
+def test_customer_prediction_matches_the_rows(world):
+    row = world["latest"].iloc[17]
+    answer = get(world, f"/v1/customers/{row['customer_id']}/prediction")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["as_of_date"] == TEST_END.isoformat() and body["rank"] == row["rank"]
+    assert body["repurchase_probability"] == pytest.approx(row["repurchase_probability"], abs=1e-12)
+    assert body["risk_band"] == row["risk_band"] and body["model_version"] == row["model_version"]
+    assert body["top_reasons"] and {"feature", "contribution", "value"} == set(body["top_reasons"][0])
+    earlier = get(world, f"/v1/customers/{row['customer_id']}/prediction", date=str(TEST_END - timedelta(days=1)))
+    assert earlier.json()["as_of_date"] == (TEST_END - timedelta(days=1)).isoformat()
+    assert get(world, "/v1/customers/x/prediction", key=world["other_key"], date="2020-01-01").status_code == 404
+
+
+def test_another_tenants_customer_is_a_404_everywhere(world):
+    only_theirs = "globex-only-3"
+    assert get(world, f"/v1/customers/{only_theirs}/prediction", key=world["other_key"]).status_code == 200
+    mine = get(world, f"/v1/customers/{only_theirs}/prediction")
+    assert mine.status_code == 404 and "globex" not in mine.text
+    listed = get(world, "/v1/predictions", limit=1000)
+    ids = {item["customer_id"] for item in listed.json()["items"]}
+    assert not any(i.startswith("globex-only") for i in ids)
+    client = world["client"]
+    client.post("/login", data={"api_key": world["key"]})
+    page = client.get(f"/dashboard/customers/{only_theirs}")
+    assert page.status_code == 404 and "Customer not found" in page.text
+    exported = client.get("/dashboard/customers.csv").text
+    assert "globex-only" not in exported
+
+
+def test_sql_metacharacters_are_just_unknown_ids(world):
+    for customer_id in (NASTY, "%", "1 or 1=1"):
+        assert get(world, f"/v1/customers/{customer_id}/prediction").status_code == 404
+    assert PredictionReader(world["url"]).count(SERVED_TENANT, TEST_END) == len(world["latest"])
+
+
+def test_pages_cover_the_filtered_day_once(world):
+    seen, cursor, total = [], None, None
+    while True:
+        params = {"risk_band": "medium", "limit": 250, **({"cursor": cursor} if cursor else {})}
+        body = get(world, "/v1/predictions", **params).json()
+        total = body["total"]
+        seen += [item["customer_id"] for item in body["items"]]
+        assert all(item["risk_band"] == "medium" for item in body["items"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    expected = world["latest"].loc[world["latest"]["risk_band"] == "medium"]
+    assert len(seen) == len(set(seen)) == total == len(expected)
+    ranks = expected.set_index("customer_id").loc[seen, "rank"].to_numpy()
+    assert (ranks[1:] > ranks[:-1]).all(), "rank order"
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"limit": 0}, "greater than or equal to 1"),
+        ({"limit": 5000}, "less than or equal to 1000"),
+        ({"date": "2026-13-01"}, "date"),
+        ({"risk_band": "purple"}, "high"),
+        ({"cursor": "bm90IGEgY3Vyc29y"}, "cursor"),
+        ({"min_probability": 0.9, "max_probability": 0.1}, "min_probability"),
+    ],
+)
+def test_bad_parameters_are_422_with_a_message(world, params, message):
+    answer = get(world, "/v1/predictions", **params)
+    assert answer.status_code == 422 and message in answer.text
+
+
+def test_model_card(world):
+    body = get(world, "/v1/model").json()
+    assert body["model_version"] == world["latest"]["model_version"].iloc[0] and body["model_kind"] == "lightgbm"
+    assert body["metrics"]["holdout_auc"] > body["metrics"]["baseline_auc"] - 0.05 and body["customers"] > 1000
+
+
+def test_dashboard_login_session_and_revocation(world):
+    client = world["client"]
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/login"
+    refused = client.post("/login", data={"api_key": "mlk_wrong"})
+    assert refused.status_code == 401 and "unknown or revoked" in refused.text
+    signed = client.post("/login", data={"api_key": world["key"]}, follow_redirects=False)
+    cookie = signed.headers["set-cookie"].lower()
+    assert signed.status_code == 303 and "httponly" in cookie and "samesite=strict" in cookie
+    assert world["key"] not in signed.headers["set-cookie"], "the cookie holds no key"
+    overview = client.get("/dashboard")
+    latest = world["latest"]
+    assert overview.status_code == 200 and f'data-testid="customers">{len(latest)}<' in overview.text
+    high = int((latest["risk_band"] == "high").sum())
+    assert f'data-testid="band-high">{high}<' in overview.text and "<svg" in overview.text
+    world["keys"].revoke(SERVED_TENANT, world["key_id"])
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_dashboard_list_filter_export_and_customer_page(world):
+    client, latest = world["client"], world["latest"]
+    client.post("/login", data={"api_key": world["key"]})
+    listed = client.get("/dashboard/customers", params={"band": "high"})
+    high = latest.loc[latest["risk_band"] == "high"]
+    assert f'data-testid="total">{len(high)}<' in listed.text and 'class="band medium"' not in listed.text
+    exported = list(csv.DictReader(io.StringIO(client.get("/dashboard/customers.csv", params={"band": "high"}).text)))
+    assert len(exported) == len(high) and {row["risk_band"] for row in exported} == {"high"}
+    customer_id = latest.sort_values("rank")["customer_id"].iloc[0]
+    page = client.get(f"/dashboard/customers/{customer_id}")
+    assert page.status_code == 200 and 'data-testid="reasons"' in page.text and "<polyline" in page.text
