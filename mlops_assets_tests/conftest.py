@@ -244,12 +244,19 @@ def served(tmp_path_factory):
     assert outcome.promoted
     snapshot = customer_features(history, TEST_END, "UTC", 30)
     model = load_production_model(registry, SERVED_TENANT)
-    return {"registry": registry, "model": model, "snapshot": snapshot, "tmp": tmp}
+    created = datetime(2026, 11, 1, 6, tzinfo=UTC)
+    return {
+        "registry": registry,
+        "model": model,
+        "snapshot": snapshot,
+        "history": history,
+        "tmp": tmp,
+        "created": created,
+    }
 
 
 def scored(served, day=TEST_END, run_id="run-1"):
     """The served tenant's predictions of `day`, as the predictions asset computes them."""
     from mlops_assets.core.predictions import score_snapshot
 
-    created = datetime(2026, 11, 1, 6, tzinfo=UTC)
-    return score_snapshot(served["model"], served["snapshot"], day, "sha256:features", run_id, created)
+    return score_snapshot(served["model"], served["snapshot"], day, "sha256:features", run_id, served["created"])

@@ -18,6 +18,7 @@ EXPECTED_ASSETS = {
     "training_set": ("training", TENANT_DAY, {"raw_orders", "raw_orders_history"}),
     "candidate_model": ("training", TENANT_DAY, {"training_set"}),
     "production_model": ("training", TENANT_DAY, {"candidate_model", "training_set"}),
+    "predictions": ("predictions", TENANT_DAY, {"customer_features", "production_model"}),
 }
 ORDER_GATES = {
     "schema_valid": True, "unique_ids": True, "non_negative_amounts": True, "currency_matches_tenant": True,
@@ -33,6 +34,12 @@ EXPECTED_CHECKS = {
     "training_set": {"labels_matured": True, "splits_in_time_order": True, "enough_history": False},
     "candidate_model": {"holdout_metrics_finite": True, "beats_baseline": False},
     "production_model": {"promotion_gates": False, "serving_checks": False},
+    "predictions": {
+        "row_count_matches_snapshot": True,
+        "probabilities_in_range": True,
+        "no_nan": True,
+        "model_recorded": True,
+    },
 }
 
 
@@ -68,6 +75,14 @@ def test_checks_snapshot():
 
 
 def test_resources_and_sensors():
-    assert set(defs.resources) >= {"lake", "lake_io_manager", "tenants", "shop_api", "models", "policy"}
+    assert set(defs.resources) >= {
+        "lake",
+        "lake_io_manager",
+        "warehouse_io_manager",
+        "tenants",
+        "shop_api",
+        "models",
+        "policy",
+    }
     assert [sensor.name for sensor in defs.sensors] == ["tenant_registry_sensor"]
     defs.validate_loadable(defs)

@@ -50,6 +50,8 @@ def test_history_window_training_promotion_reproduction(registered_shop, mlops_h
     first = date.fromisoformat(daily_partitions.get_first_partition_key())
     ingested = mlops("ingest", "--history", "--from", first.isoformat(), "--to", LAST.isoformat())
     assert ingested.exit_code == 0, ingested.output
+    unscored = mlops("predict", "--from", LAST.isoformat(), "--to", LAST.isoformat())
+    assert unscored.exit_code == 2 and "tenant acme has no `production` model" in unscored.output
     history_days = list((mlops_home / "lake" / "raw_orders_history" / "tenant=acme").iterdir())
     assert len(history_days) > 300 and all(d.name < f"date={first.isoformat()}" for d in history_days)
 
@@ -61,6 +63,7 @@ def test_history_window_training_promotion_reproduction(registered_shop, mlops_h
 
     history = mlops("models", "history", "acme")
     assert history.exit_code == 0 and "production" in history.output and "promote" in history.output
+    check_predictions(mlops_home)
 
     import pandas as pd
 
@@ -81,3 +84,31 @@ def test_history_window_training_promotion_reproduction(registered_shop, mlops_h
 
     listed = json.loads(mlops("tenants", "list", "--json").output)
     assert listed["tenant_id"] == "acme"
+
+
+def check_predictions(home):
+    """`mlops predict` over two days: one warehouse row per snapshot customer, lineage recorded, reruns replace."""
+    from mlops_assets.core.lake import file_digest, lake_root, partition_path, read_frame
+    from mlops_assets.core.model_registry import PRODUCTION, ModelRegistry
+    from mlops_assets.core.prediction_store import PredictionReader, read_partition
+    from mlops_assets.settings import Settings
+
+    settings = Settings.from_env()
+    days = [LAST - timedelta(days=1), LAST]
+    predicted = mlops("predict", "--from", days[0].isoformat(), "--to", days[1].isoformat())
+    assert predicted.exit_code == 0, predicted.output
+    production = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri).alias_version(
+        "acme", PRODUCTION
+    )
+    features = partition_path(lake_root(settings.lake_url), "customer_features", "acme", LAST)
+    stored = read_partition(settings.warehouse_url, "acme", LAST)
+    assert len(stored) == len(read_frame(features)) > 1000
+    assert set(stored["model_version"]) == {production.version}
+    assert set(stored["feature_version"]) == {file_digest(features)}
+    assert len(read_partition(settings.warehouse_url, "acme", days[0])) > 1000
+    first_run = set(stored["run_id"])
+    again = mlops("predict", "--from", LAST.isoformat(), "--to", LAST.isoformat())
+    assert again.exit_code == 0, again.output
+    rerun = read_partition(settings.warehouse_url, "acme", LAST)
+    assert len(rerun) == len(stored) and set(rerun["run_id"]) != first_run, "a rerun replaces, never duplicates"
+    assert [b["as_of_date"] for b in PredictionReader(settings.warehouse_url).batches("acme")] == days

@@ -35,7 +35,7 @@ def line(points: list[tuple[str, float]], title: str, low: float = 0.0, high: fl
     if not points:
         return _svg(title, ['<text x="50%" y="50%" text-anchor="middle">no data yet</text>'], "")
     values = [value for _, value in points]
-    high = high if high is not None else max(max(values), low + 1e-9)
+    high = high if high is not None else (max(values) * 1.25 or 1.0)
     step = (WIDTH - 2 * PAD) / max(1, len(points) - 1)
 
     def position(i: int, value: float) -> tuple[float, float]:

@@ -12,7 +12,7 @@ import io
 import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -27,6 +27,15 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 BANDS = ("high", "medium", "low")
 BAND_COLORS = ["#c0392b", "#e67e22", "#27ae60"]
 PAGE_SIZE = 50
+CSV_COLUMNS = [
+    "customer_id",
+    "as_of_date",
+    "repurchase_probability",
+    "risk_band",
+    "rank",
+    "percentile",
+    "model_version",
+]
 FEATURE_LABELS = {
     "recency_days": "days since last order",
     "frequency": "orders placed",
@@ -139,38 +148,57 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
         ),
         band_chart=charts.bars([counts[b] for b in BANDS], [f"{b} risk" for b in BANDS], "risk bands", BAND_COLORS),
         trend_chart=charts.line(
-            [(b["as_of_date"].isoformat(), b["mean_probability"]) for b in trend], "mean repurchase probability", 0, 1
+            [(b["as_of_date"].isoformat(), b["mean_probability"]) for b in trend], "mean repurchase probability"
         ),
         high_share_chart=charts.line(
             [(b["as_of_date"].isoformat(), b["band_counts"]["high"] / max(1, b["customers"])) for b in trend],
             "share of customers at high churn risk",
-            0,
-            1,
         ),
     )
 
 
-Band = Literal["high", "medium", "low"]
+def list_filters(
+    band: Annotated[str, Query(max_length=10)] = "",
+    min_probability: Annotated[str, Query(max_length=20)] = "",
+    max_probability: Annotated[str, Query(max_length=20)] = "",
+) -> dict:
+    """The list's filters from a plain HTML form, where a blank field means "any"."""
+
+    def probability(name: str, text: str) -> float | None:
+        if not text.strip():
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value <= 1:
+            raise HTTPException(422, f"{name} must be a number between 0 and 1, got {text!r}")
+        return value
+
+    if band and band not in BANDS:
+        raise HTTPException(422, f"band must be one of {', '.join(BANDS)} or empty, got {band!r}")
+    return {
+        "risk_band": band or None,
+        "min_probability": probability("min_probability", min_probability),
+        "max_probability": probability("max_probability", max_probability),
+    }
 
 
-def _filters(band, min_probability, max_probability) -> dict:
-    return {"risk_band": band, "min_probability": min_probability, "max_probability": max_probability}
+Filters = Annotated[dict, Depends(list_filters)]
 
 
 @router.get("/dashboard/customers", response_class=HTMLResponse)
 def customers(
     request: Request,
     principal: SignedIn,
+    filters: Filters,
     day: Annotated[date | None, Query(alias="date")] = None,
-    band: Band | None = None,
-    min_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
-    max_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
     after: Annotated[int, Query(ge=0)] = 0,
 ):
     batch = _batch_or_404(request, principal, day)
     if batch is None:
         return page(request, "overview.html", principal, batch=None)
-    reader, filters = request.app.state.reader, _filters(band, min_probability, max_probability)
+    reader = request.app.state.reader
     rows = reader.page(principal.tenant_id, batch["as_of_date"], after_rank=after, limit=PAGE_SIZE + 1, **filters)
     return page(
         request,
@@ -180,9 +208,7 @@ def customers(
         rows=rows[:PAGE_SIZE],
         next_after=rows[PAGE_SIZE - 1]["rank"] if len(rows) > PAGE_SIZE else None,
         total=reader.count(principal.tenant_id, batch["as_of_date"], **filters),
-        band=band or "",
-        min_probability="" if min_probability is None else min_probability,
-        max_probability="" if max_probability is None else max_probability,
+        filters={k: "" if v is None else v for k, v in filters.items()},
         query=request.url.query,
     )
 
@@ -191,37 +217,22 @@ def customers(
 def customers_csv(
     request: Request,
     principal: SignedIn,
+    filters: Filters,
     day: Annotated[date | None, Query(alias="date")] = None,
-    band: Band | None = None,
-    min_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
-    max_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
 ):
     batch = _batch_or_404(request, principal, day)
     if batch is None:
         raise HTTPException(404, "no predictions yet")
-    reader, filters, as_of = (
-        request.app.state.reader,
-        _filters(band, min_probability, max_probability),
-        batch["as_of_date"],
-    )
-    columns = [
-        "customer_id",
-        "as_of_date",
-        "repurchase_probability",
-        "risk_band",
-        "rank",
-        "percentile",
-        "model_version",
-    ]
+    reader, as_of = request.app.state.reader, batch["as_of_date"]
 
     def rows():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(columns)
+        writer.writerow(CSV_COLUMNS)
         after = 0
         while True:
             chunk = reader.page(principal.tenant_id, as_of, after_rank=after, limit=5000, **filters)
-            writer.writerows([[row[c] for c in columns] for row in chunk])
+            writer.writerows([[row[c] for c in CSV_COLUMNS] for row in chunk])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -229,6 +240,7 @@ def customers_csv(
                 return
             after = chunk[-1]["rank"]
 
+    band = filters["risk_band"]
     filename = f"predictions-{principal.tenant_id}-{as_of.isoformat()}{'-' + band if band else ''}.csv"
     return StreamingResponse(
         rows(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
