@@ -15,7 +15,7 @@ import pyarrow as pa
 from upath import UPath
 
 from mlops_assets.core import lake
-from mlops_assets.core.prediction_store import read_partition, write_partition
+from mlops_assets.core.prediction_store import read_partition, refresh_statistics, write_partition
 from mlops_assets.core.predictions import batch_summary
 from mlops_assets.core.shop_records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
 from mlops_assets.partitions import tenant_and_day
@@ -105,6 +105,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
                 context.add_output_metadata(metadata)
             else:
                 context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+        refresh_statistics(self.warehouse_url)
 
     def load_input(self, context: dg.InputContext):
         keys = context.asset_partition_keys

@@ -150,3 +150,11 @@ def test_demo_is_the_main_job_end_to_end(mlops_home):
         assert (mlops_home / "lake" / "production_model" / f"tenant={tenant}").exists()
     assert "raw_orders.schema_valid" in result.stdout and "lightgbm" in result.stdout
     assert partitions(mlops_home) == tenants
+    from mlops_assets.core.prediction_store import PredictionReader
+
+    reader = PredictionReader(f"sqlite:///{mlops_home / 'warehouse.db'}")
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    for tenant in tenants:
+        batch = reader.batch(tenant)
+        assert batch["as_of_date"] == yesterday and batch["customers"] > 100, tenant
+        assert reader.count(tenant, yesterday) == batch["customers"]

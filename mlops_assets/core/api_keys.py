@@ -15,11 +15,15 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from mlops_assets.core.prediction_store import Bindable
 from mlops_assets.core.tenant_ids import validate_tenant_id
-from mlops_assets.core.warehouse import api_keys_table, engine_for
+from mlops_assets.core.warehouse import api_keys_table
 
 KEY_SHAPE = re.compile(r"^mlk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 K = api_keys_table
+ACTIVE_KEY = sa.select(K.c.tenant_id, K.c.key_id).where(
+    K.c.key_hash == sa.bindparam("key_hash"), K.c.revoked_at.is_(None)
+)
 
 
 class ApiKeyError(ValueError):
@@ -34,14 +38,12 @@ class Principal:
     key_id: str
 
 
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+def key_digest(key: str | None) -> str | None:
+    """What the table stores of a key; None for anything not shaped like one of our keys."""
+    return hashlib.sha256(key.encode()).hexdigest() if key and KEY_SHAPE.fullmatch(key) else None
 
 
-class ApiKeys:
-    def __init__(self, warehouse_url: str):
-        self.engine = engine_for(warehouse_url)
-
+class ApiKeys(Bindable):
     def create(self, tenant_id: str, label: str = "") -> tuple[str, str]:
         """(key id, key); the key is not stored and cannot be shown again."""
         validate_tenant_id(tenant_id)
@@ -52,7 +54,7 @@ class ApiKeys:
                 K.insert().values(
                     key_id=key_id,
                     tenant_id=tenant_id,
-                    key_hash=_digest(key),
+                    key_hash=key_digest(key),
                     label=label[:200],
                     created_at=datetime.now(UTC),
                 )
@@ -77,15 +79,14 @@ class ApiKeys:
             .where(K.c.tenant_id == validate_tenant_id(tenant_id))
             .order_by(K.c.created_at)
         )
-        with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+        return self._rows(query)
 
     def authenticate(self, key: str | None) -> Principal | None:
-        if not key or not KEY_SHAPE.fullmatch(key):
+        digest = key_digest(key)
+        if digest is None:
             return None
-        query = sa.select(K.c.tenant_id, K.c.key_id).where(K.c.key_hash == _digest(key), K.c.revoked_at.is_(None))
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        with self._connect() as conn:
+            row = conn.execute(ACTIVE_KEY, {"key_hash": digest}).first()
         return Principal(row.tenant_id, row.key_id) if row else None
 
     def is_active(self, principal: Principal) -> bool:
@@ -93,5 +94,4 @@ class ApiKeys:
         query = sa.select(K.c.key_id).where(
             K.c.key_id == principal.key_id, K.c.tenant_id == principal.tenant_id, K.c.revoked_at.is_(None)
         )
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+        return bool(self._rows(query))

@@ -8,20 +8,61 @@ the tenant id first and filters by it: no query here can return another tenant's
 
 from __future__ import annotations
 
-from datetime import date
+import contextlib
+import copy
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 
-from mlops_assets.core.predictions import PREDICTION_COLUMNS
 from mlops_assets.core.tenant_ids import validate_tenant_id
-from mlops_assets.core.warehouse import engine_for, prediction_batches_table, predictions_table
+from mlops_assets.core.warehouse import (
+    PREDICTION_COLUMNS,
+    api_keys_table,
+    engine_for,
+    prediction_batches_table,
+    predictions_table,
+)
 
-P, B = predictions_table, prediction_batches_table
+if TYPE_CHECKING:  # the API server reads through this module and never needs pandas
+    import pandas as pd
+
+P, B, K = predictions_table, prediction_batches_table, api_keys_table
 PG_COPY_TYPES = [
     "text", "text", "date", "float8", "text", "int4", "float8", "text", "text", "text", "text", "timestamptz", "text",
 ]  # fmt: skip
 API_COLUMNS = [c for c in PREDICTION_COLUMNS if c not in ("run_id", "created_at", "feature_version")]
+
+
+def _customer_query(day) -> sa.Select:
+    """Built once: the API's hottest statement, so SQLAlchemy does not rebuild it and its cache key per call."""
+    return sa.select(*(P.c[name] for name in API_COLUMNS)).where(
+        P.c.tenant_id == sa.bindparam("tenant_id"),
+        P.c.customer_id == sa.bindparam("customer_id"),
+        P.c.as_of_date == day,
+    )
+
+
+CUSTOMER_ON_DAY = _customer_query(sa.bindparam("as_of_date", type_=sa.Date))
+CUSTOMER_LATEST = _customer_query(
+    sa.select(sa.func.max(B.c.as_of_date)).where(B.c.tenant_id == sa.bindparam("tenant_id")).scalar_subquery()
+)
+
+
+def _keyed_customer_query() -> sa.Select:
+    """The API's single lookup in one round trip: the key's active row, and the customer's prediction of
+    `as_of` (or the tenant's latest day) joined on the key's own tenant, so no other tenant can match."""
+    latest = sa.select(sa.func.max(B.c.as_of_date)).where(B.c.tenant_id == K.c.tenant_id).scalar_subquery()
+    day = sa.func.coalesce(sa.bindparam("as_of_date", type_=sa.Date), latest)
+    on = sa.and_(P.c.tenant_id == K.c.tenant_id, P.c.customer_id == sa.bindparam("customer_id"), P.c.as_of_date == day)
+    return (
+        sa.select(K.c.tenant_id.label("key_tenant_id"), K.c.key_id.label("key_id"), *(P.c[n] for n in API_COLUMNS))
+        .select_from(K.outerjoin(P, on))
+        .where(K.c.key_hash == sa.bindparam("key_hash"), K.c.revoked_at.is_(None))
+    )
+
+
+KEYED_CUSTOMER = _keyed_customer_query()
 
 
 def _one_partition(frame: pd.DataFrame, tenant_id: str, as_of: date) -> None:
@@ -40,7 +81,7 @@ def write_partition(
     _one_partition(frame, tenant_id, as_of)
     engine = engine_for(warehouse_url)
     columns = [frame[name].tolist() for name in PREDICTION_COLUMNS]
-    created_at = frame["created_at"].iloc[0] if len(frame) else pd.Timestamp.now(tz="UTC").to_pydatetime()
+    created_at = frame["created_at"].iloc[0] if len(frame) else datetime.now(UTC)
     with engine.begin() as conn:
         for table in (P, B):
             conn.execute(table.delete().where(table.c.tenant_id == tenant_id, table.c.as_of_date == as_of))
@@ -67,7 +108,17 @@ def write_partition(
     return len(frame)
 
 
+def refresh_statistics(warehouse_url: str) -> None:
+    """ANALYZE after a load: until it runs, a day newer than the statistics looks empty to the planner,
+    which then answers a one-customer lookup by scanning the whole day (measured: 18 ms instead of 0.05
+    ms for 20k customers). Once per run, not per partition: it samples, so it costs ~0.3 s at any size."""
+    with engine_for(warehouse_url).begin() as conn:
+        conn.execute(sa.text(f"analyze {P.name}"))
+
+
 def read_partition(warehouse_url: str, tenant_id: str, as_of: date) -> pd.DataFrame:
+    import pandas as pd
+
     query = (
         sa.select(*(P.c[name] for name in PREDICTION_COLUMNS))
         .where(P.c.tenant_id == validate_tenant_id(tenant_id), P.c.as_of_date == as_of)
@@ -77,15 +128,38 @@ def read_partition(warehouse_url: str, tenant_id: str, as_of: date) -> pd.DataFr
         return pd.DataFrame(conn.execute(query).mappings().all(), columns=PREDICTION_COLUMNS)
 
 
-class PredictionReader:
-    """Tenant-scoped reads for the API and the dashboard (one pooled engine per process)."""
+class Bindable:
+    """Reads through the pooled engine, or through one connection (`using`) so a web request checks
+    out a connection once for all its queries instead of once per query."""
 
     def __init__(self, warehouse_url: str):
         self.engine = engine_for(warehouse_url)
+        self._connection: sa.Connection | None = None
+
+    def using(self, connection: sa.Connection):
+        bound = copy.copy(self)
+        bound._connection = connection
+        return bound
+
+    @contextlib.contextmanager
+    def _connect(self):
+        if self._connection is not None:
+            yield self._connection
+        else:
+            with self.engine.connect() as conn:
+                yield conn
 
     def _rows(self, query) -> list[dict]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    def _scalar(self, query):
+        with self._connect() as conn:
+            return conn.execute(query).scalar()
+
+
+class PredictionReader(Bindable):
+    """Tenant-scoped reads for the API and the dashboard (one pooled engine per process)."""
 
     def batches(self, tenant_id: str, limit: int = 90) -> list[dict]:
         """Summaries of the latest `limit` days, oldest first (the trend)."""
@@ -104,12 +178,27 @@ class PredictionReader:
         rows = self._rows(query)
         return rows[0] if rows else None
 
-    def customer(self, tenant_id: str, customer_id: str, as_of: date) -> dict | None:
-        query = sa.select(*(P.c[name] for name in API_COLUMNS)).where(
-            P.c.tenant_id == validate_tenant_id(tenant_id), P.c.customer_id == customer_id, P.c.as_of_date == as_of
-        )
-        rows = self._rows(query)
-        return rows[0] if rows else None
+    def customer(self, tenant_id: str, customer_id: str, as_of: date | None = None) -> dict | None:
+        """One customer's row of `as_of`, or of the tenant's latest day (one round trip either way)."""
+        params = {"tenant_id": validate_tenant_id(tenant_id), "customer_id": customer_id}
+        with self._connect() as conn:
+            if as_of is None:
+                row = conn.execute(CUSTOMER_LATEST, params).mappings().first()
+            else:
+                row = conn.execute(CUSTOMER_ON_DAY, {**params, "as_of_date": as_of}).mappings().first()
+        return dict(row) if row else None
+
+    def customer_for_key(
+        self, key_hash: str, customer_id: str, as_of: date | None = None
+    ) -> tuple[tuple[str, str] | None, dict | None]:
+        """((tenant id, key id) of an active key, or None; the customer's row of that tenant, or None)."""
+        params = {"key_hash": key_hash, "customer_id": customer_id, "as_of_date": as_of}
+        with self._connect() as conn:
+            found = conn.execute(KEYED_CUSTOMER, params).mappings().first()
+        if found is None:
+            return None, None
+        row = {name: found[name] for name in API_COLUMNS}
+        return (found["key_tenant_id"], found["key_id"]), (row if row["customer_id"] is not None else None)
 
     def customer_history(self, tenant_id: str, customer_id: str, limit: int = 180) -> list[dict]:
         query = (
@@ -151,8 +240,7 @@ class PredictionReader:
         query = sa.select(sa.func.count()).where(
             *self._filters(tenant_id, as_of, risk_band, min_probability, max_probability)
         )
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+        return int(self._scalar(query))
 
     @staticmethod
     def _filters(tenant_id, as_of, risk_band, min_probability, max_probability) -> list:

@@ -19,14 +19,11 @@ import pandas as pd
 from mlops_assets.core.features import FEATURES
 from mlops_assets.core.model_registry import PRODUCTION, ModelRegistry, model_name
 from mlops_assets.core.tenant_ids import validate_tenant_id
+from mlops_assets.core.warehouse import PREDICTION_COLUMNS
 
 HISTOGRAM_BINS = 20
 MODEL_CARD = "model_card"
 TOP_REASONS = 3
-PREDICTION_COLUMNS = [
-    "tenant_id", "customer_id", "as_of_date", "repurchase_probability", "risk_band", "rank", "percentile",
-    "model_name", "model_version", "feature_version", "run_id", "created_at", "top_reasons",
-]  # fmt: skip
 
 
 class NoProductionModel(LookupError):

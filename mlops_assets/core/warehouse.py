@@ -73,6 +73,8 @@ predictions_table = sa.Table(
     sa.Index("predictions_by_day_rank", "tenant_id", "as_of_date", "rank"),
 )
 
+PREDICTION_COLUMNS = [column.name for column in predictions_table.columns]
+
 prediction_batches_table = sa.Table(
     "prediction_batches",
     metadata,
@@ -131,6 +133,24 @@ def engine_for(url: str) -> sa.Engine:
         if url not in _engines:
             _engines[url] = _create_engine(url)
         return _engines[url]
+
+
+def read_engine(url: str) -> sa.Engine:
+    """For the API's reads: autocommit (no BEGIN/ROLLBACK round trips) and no pre-ping (one more).
+
+    Disconnects are handled optimistically: a query on a dropped connection fails once, the pool is
+    invalidated and refilled, and the API answers that request with 503 (docs/operations.md).
+    """
+    engine_for(url)  # migrated before anything reads
+    with _engines_lock:
+        key = f"read:{url}"
+        if key not in _engines:
+            options = {"pool_size": 10, "max_overflow": 10, "pool_recycle": 600}
+            is_sqlite = sa.make_url(url).get_backend_name() == "sqlite"
+            _engines[key] = sa.create_engine(
+                url, isolation_level="AUTOCOMMIT", **({"connect_args": {"timeout": 30}} if is_sqlite else options)
+            )
+        return _engines[key]
 
 
 def dispose_engines() -> None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from mlops_assets.core.api_keys import Principal
+from mlops_assets.core.api_keys import Principal, key_digest
+from mlops_assets.core.prediction_store import PredictionReader
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -55,20 +58,41 @@ class ModelCard(BaseModel):
     customers: int
 
 
-def tenant(
-    request: Request,
+async def connection(request: Request) -> AsyncIterator[sa.Connection]:
+    """One pooled connection for all of a request's queries (a checkout costs a round trip or two).
+
+    The API's queries are index lookups well under a millisecond, so they run on the event loop:
+    each hop to the threadpool (four per request for sync dependencies and endpoints) cost more
+    than the query (docs/benchmarks.md). Only the list endpoint, whose pages can be large, runs in
+    the threadpool.
+    """
+    with request.app.state.engine.connect() as conn:
+        yield conn
+
+
+Connection = Annotated[sa.Connection, Depends(connection)]
+
+
+async def presented_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     header_key: Annotated[str | None, Security(api_key_header)],
-) -> Principal:
-    key = header_key or (credentials.credentials if credentials else None)
-    principal = request.app.state.keys.authenticate(key)
+) -> str | None:
+    return header_key or (credentials.credentials if credentials else None)
+
+
+PresentedKey = Annotated[str | None, Depends(presented_key)]
+UNAUTHORIZED = HTTPException(
+    401,
+    "missing or unknown API key (send `Authorization: Bearer <key>` or `X-API-Key: <key>`; "
+    "an operator creates one with `mlops tenants api-key create TENANT`)",
+    headers={"WWW-Authenticate": "Bearer"},
+)
+
+
+async def tenant(request: Request, conn: Connection, key: PresentedKey) -> Principal:
+    principal = request.app.state.keys.using(conn).authenticate(key)
     if principal is None:
-        raise HTTPException(
-            401,
-            "missing or unknown API key (send `Authorization: Bearer <key>` or `X-API-Key: <key>`; "
-            "an operator creates one with `mlops tenants api-key create TENANT`)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise UNAUTHORIZED
     return principal
 
 
@@ -80,8 +104,8 @@ def as_prediction(row: dict) -> Prediction:
     return Prediction(**{**row, "top_reasons": reasons})
 
 
-def day_or_latest(request: Request, principal: Principal, day: date | None) -> dict:
-    batch = request.app.state.reader.batch(principal.tenant_id, day)
+def day_or_latest(reader: PredictionReader, principal: Principal, day: date | None) -> dict:
+    batch = reader.batch(principal.tenant_id, day)
     if batch is None:
         raise HTTPException(404, f"no predictions {'on ' + day.isoformat() if day else 'yet'} for this tenant")
     return batch
@@ -102,17 +126,26 @@ def decode_cursor(cursor: str, day: date) -> int:
     return rank
 
 
+def warehouse_unavailable(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:  # noqa: ARG001 - handler API
+    """A dropped or refused warehouse connection: 503, retry shortly (the pool has been refilled)."""
+    return JSONResponse(
+        {"detail": f"warehouse unavailable ({exc.orig.__class__.__name__}); retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 @router.get("/healthz", tags=["health"])
-def health() -> dict:
+async def health() -> dict:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", tags=["health"])
-def ready(request: Request) -> dict:
+async def ready(request: Request) -> dict:
     """Readiness: the warehouse answers."""
     try:
-        with request.app.state.reader.engine.connect() as conn:
+        with request.app.state.engine.connect() as conn:
             conn.execute(sa.text("select 1"))
     except sa.exc.SQLAlchemyError as exc:
         raise HTTPException(503, f"warehouse unavailable: {exc.__class__.__name__}") from exc
@@ -120,16 +153,23 @@ def ready(request: Request) -> dict:
 
 
 @router.get("/v1/customers/{customer_id}/prediction", response_model=Prediction, tags=["predictions"])
-def customer_prediction(
+async def customer_prediction(
     request: Request,
-    principal: Tenant,
+    conn: Connection,
+    key: PresentedKey,
     customer_id: Annotated[str, PathParam(min_length=1, max_length=128)],
     as_of: Annotated[date | None, Query(alias="date", description="default: the latest day")] = None,
 ) -> Prediction:
-    """One customer's prediction on a day (the latest by default)."""
-    batch = day_or_latest(request, principal, as_of)
-    row = request.app.state.reader.customer(principal.tenant_id, customer_id, batch["as_of_date"])
+    """One customer's prediction on a day (the latest by default).
+
+    The hottest call authenticates and reads in one statement (docs/architecture.md, "Serving")."""
+    digest = key_digest(key)
+    reader = request.app.state.reader.using(conn)
+    principal, row = reader.customer_for_key(digest, customer_id, as_of) if digest else (None, None)
+    if principal is None:
+        raise UNAUTHORIZED
     if row is None:
+        batch = day_or_latest(reader, Principal(*principal), as_of)
         raise HTTPException(404, f"no prediction for this customer on {batch['as_of_date'].isoformat()}")
     return as_prediction(row)
 
@@ -137,6 +177,7 @@ def customer_prediction(
 @router.get("/v1/predictions", response_model=PredictionPage, tags=["predictions"])
 def list_predictions(
     request: Request,
+    conn: Connection,
     principal: Tenant,
     as_of: Annotated[date | None, Query(alias="date", description="default: the latest day")] = None,
     risk_band: RiskBand | None = None,
@@ -148,10 +189,11 @@ def list_predictions(
     """A day's predictions in rank order (most likely to order again first), a page at a time."""
     if min_probability is not None and max_probability is not None and min_probability > max_probability:
         raise HTTPException(422, "min_probability is above max_probability")
-    batch = day_or_latest(request, principal, as_of)
+    reader = request.app.state.reader.using(conn)
+    batch = day_or_latest(reader, principal, as_of)
     day = batch["as_of_date"]
     after = decode_cursor(cursor, day) if cursor else 0
-    reader, filters = request.app.state.reader, {"risk_band": risk_band, "min_probability": min_probability,
+    filters = {"risk_band": risk_band, "min_probability": min_probability,
                                                  "max_probability": max_probability}  # fmt: skip
     rows = reader.page(principal.tenant_id, day, after_rank=after, limit=limit + 1, **filters)
     more = len(rows) > limit
@@ -165,7 +207,7 @@ def list_predictions(
 
 
 @router.get("/v1/model", response_model=ModelCard, tags=["model"])
-def model(request: Request, principal: Tenant) -> ModelCard:
+async def model(request: Request, conn: Connection, principal: Tenant) -> ModelCard:
     """The model behind the latest predictions, with its holdout metrics and the baseline's."""
-    batch = day_or_latest(request, principal, None)
+    batch = day_or_latest(request.app.state.reader.using(conn), principal, None)
     return ModelCard(**batch, metrics=batch["model_metrics"])

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from mlops_assets.core.api_keys import Principal
 from mlops_assets.serving import charts
+from mlops_assets.serving.api import Connection
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -63,12 +64,12 @@ class LoginRequired(Exception):
     pass
 
 
-def signed_in(request: Request) -> Principal:
+async def signed_in(request: Request, conn: Connection) -> Principal:
     session = request.session
     if "tenant_id" not in session:
         raise LoginRequired
     principal = Principal(session["tenant_id"], session["key_id"])
-    if not request.app.state.keys.is_active(principal):
+    if not request.app.state.keys.using(conn).is_active(principal):
         session.clear()
         raise LoginRequired
     return principal
