@@ -61,7 +61,8 @@ def create_app(warehouse_url: str, secret: str, secure_cookies: bool = False) ->
     app.include_router(api.router)
     app.include_router(dashboard.router)
     app.add_exception_handler(dashboard.LoginRequired, dashboard.login_redirect)
-    app.add_exception_handler(sa.exc.DBAPIError, api.warehouse_unavailable)
+    for lost_connection in (sa.exc.OperationalError, sa.exc.InterfaceError):
+        app.add_exception_handler(lost_connection, api.warehouse_unavailable)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

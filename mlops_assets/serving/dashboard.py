@@ -106,7 +106,15 @@ def login_form(request: Request):
     return page(request, "login.html", None)
 
 
-@router.post("/login", response_class=HTMLResponse)
+def same_origin(request: Request) -> None:
+    """Forms post only from our own pages: browsers send `Origin` with a POST, so a cross-site form
+    (login CSRF: signing a victim into the attacker's tenant) is refused."""
+    origin = request.headers.get("origin")
+    if origin and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+        raise HTTPException(403, "cross-site form submission refused")
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[Depends(same_origin)])
 def login(request: Request, api_key: Annotated[str, Form(max_length=200)]):
     principal = request.app.state.keys.authenticate(api_key.strip())
     if principal is None:
@@ -116,7 +124,7 @@ def login(request: Request, api_key: Annotated[str, Form(max_length=200)]):
     return RedirectResponse("/dashboard", status_code=303)
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[Depends(same_origin)])
 def logout(request: Request):
     request.session.clear()
     return RedirectResponse("/login", status_code=303)

@@ -132,6 +132,8 @@ def test_model_card(world):
 def test_dashboard_login_session_and_revocation(world):
     client = world["client"]
     assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/login"
+    forged = client.post("/login", data={"api_key": world["key"]}, headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403 and "set-cookie" not in forged.headers
     refused = client.post("/login", data={"api_key": "mlk_wrong"})
     assert refused.status_code == 401 and "unknown or revoked" in refused.text
     signed = client.post("/login", data={"api_key": world["key"]}, follow_redirects=False)
@@ -158,3 +160,27 @@ def test_dashboard_list_filter_export_and_customer_page(world):
     customer_id = latest.sort_values("rank")["customer_id"].iloc[0]
     page = client.get(f"/dashboard/customers/{customer_id}")
     assert page.status_code == 200 and 'data-testid="reasons"' in page.text and "<polyline" in page.text
+
+
+def test_a_dropped_warehouse_connection_is_one_503_then_recovers(served, postgres_url):
+    """The read engine does not pre-ping: a killed connection fails one request, cleanly, then heals."""
+    import sqlalchemy as sa
+
+    frame = scored(served)
+    write_partition(postgres_url, SERVED_TENANT, TEST_END, frame, batch_summary(frame), "run-1")
+    _, key = ApiKeys(postgres_url).create(SERVED_TENANT)
+    client = TestClient(create_app(postgres_url, "test-secret"))
+    path, headers = f"/v1/customers/{frame['customer_id'].iloc[0]}/prediction", {"X-API-Key": key}
+    assert client.get(path, headers=headers).status_code == 200
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where datname = current_database() and pid <> pg_backend_pid()"
+            )
+        )
+    admin.dispose()
+    lost = client.get(path, headers=headers)
+    assert lost.status_code == 503 and lost.headers["retry-after"] == "1" and "retry" in lost.json()["detail"]
+    assert client.get(path, headers=headers).status_code == 200
