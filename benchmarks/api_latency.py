@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -95,7 +94,7 @@ def seed(url: str, customers: int, days: int) -> tuple[str, list[str]]:
     from predictions_write import scored_day
 
     from mlops_assets.core.api_keys import ApiKeys
-    from mlops_assets.core.prediction_store import refresh_statistics, write_partition
+    from mlops_assets.core.prediction_store import write_partition
     from mlops_assets.core.predictions import batch_summary
 
     last = date(2026, 11, 20)
@@ -103,9 +102,11 @@ def seed(url: str, customers: int, days: int) -> tuple[str, list[str]]:
         for offset in range(days):
             frame = scored_day(tenant_id, last - timedelta(days=offset), customers, offset)
             write_partition(url, tenant_id, frame["as_of_date"].iloc[0], frame, batch_summary(frame), "seed")
-    refresh_statistics(url)  # as the warehouse IO manager does after each run
-    with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(sa.text("vacuum analyze"))  # a settled table: no autovacuum competing for the 2 cores
+    # Analyzed as after a pipeline run, and vacuumed so that no autovacuum competes for the 2 cores.
+    settle = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with settle.connect() as conn:
+        conn.execute(sa.text("vacuum analyze"))
+    settle.dispose()
     _, key = ApiKeys(url).create("acme", "benchmark")
     return key, frame["customer_id"].tolist()
 
@@ -126,62 +127,56 @@ def main() -> None:
         print(json.dumps(load(**json.load(sys.stdin))))
         return
 
-    name = f"mlops_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
-    server = None
-    try:
+    from predictions_write import scratch_database
+
+    with scratch_database(args.postgres) as url:
         key, customers = seed(url, args.customers, args.days)
         port = free_port()
-        home = tempfile.mkdtemp(prefix="mlops-bench-")
-        env = {**os.environ, "MLOPS_HOME": home, "MLOPS_WAREHOUSE_URL": url}
+        env = {**os.environ, "MLOPS_HOME": tempfile.mkdtemp(prefix="mlops-bench-"), "MLOPS_WAREHOUSE_URL": url}
         server = subprocess.Popen(
             [sys.executable, "-m", "mlops_assets.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
             env=env,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
         )
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        rng = random.Random(0)
-        lookups = [f"/v1/customers/{rng.choice(customers)}/prediction" for _ in range(5000)]
-        results = {}
-        for label, paths in (("GET /healthz (baseline)", ["/healthz"]), ("GET /v1/customers/{id}/prediction", lookups)):
-            spec = {"base": base, "paths": paths, "key": key, "rate": args.rate, "seconds": args.seconds,
-                    "connections": args.connections, "warmup": args.warmup}  # fmt: skip
-            out = subprocess.run(
-                [sys.executable, __file__, "--load"], input=json.dumps(spec), capture_output=True, text=True, check=True
-            )
-            results[label] = json.loads(out.stdout)
-            print(label, "p99 by fifth of the run:", results[label]["p99_by_fifth"], file=sys.stderr)
-        page = requests.get(f"{base}/v1/predictions?limit=100", headers={"Authorization": f"Bearer {key}"}, timeout=5)
-        assert page.status_code == 200 and len(page.json()["items"]) == 100
-        print(json.dumps({"rows": 2 * args.customers * args.days, "rate": args.rate, "seconds": args.seconds}))
-        print("| endpoint | requests | ok | achieved req/s | p50 ms | p90 ms | p99 ms | max ms | p99 vs baseline |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        floor = results["GET /healthz (baseline)"]["p99_ms"]
-        for label, r in results.items():
-            print(
-                f"| {label} | {r['requests']} | {r['ok']} | {r['achieved_rate']:.1f} | {r['p50_ms']:.2f} | "
-                f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['p99_ms'] / floor:.2f} |"
-            )
-    finally:
-        if server is not None:
+        try:
+            results = drive(f"http://127.0.0.1:{port}", key, customers, args)
+        finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=20)
-        from mlops_assets.core.warehouse import dispose_engines
+    print(json.dumps({"rows": 2 * args.customers * args.days, "rate": args.rate, "seconds": args.seconds}))
+    print("| endpoint | requests | ok | achieved req/s | p50 ms | p90 ms | p99 ms | max ms | p99 vs baseline |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    floor = results["GET /healthz (baseline)"]["p99_ms"]
+    for label, r in results.items():
+        print(
+            f"| {label} | {r['requests']} | {r['ok']} | {r['achieved_rate']:.1f} | {r['p50_ms']:.2f} | "
+            f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['p99_ms'] / floor:.2f} |"
+        )
 
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
+
+def drive(base: str, key: str, customers: list[str], args) -> dict:
+    """The baseline, then the lookups, each from its own load-generator process."""
+    for _ in range(300):
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    rng = random.Random(0)
+    lookups = [f"/v1/customers/{rng.choice(customers)}/prediction" for _ in range(5000)]
+    results = {}
+    for label, paths in (("GET /healthz (baseline)", ["/healthz"]), ("GET /v1/customers/{id}/prediction", lookups)):
+        spec = {"base": base, "paths": paths, "key": key, "rate": args.rate, "seconds": args.seconds,
+                "connections": args.connections, "warmup": args.warmup}  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--load"], input=json.dumps(spec), capture_output=True, text=True, check=True
+        )
+        results[label] = json.loads(out.stdout)
+        print(label, "p99 by fifth of the run:", results[label]["p99_by_fifth"], file=sys.stderr)
+    page = requests.get(f"{base}/v1/predictions?limit=100", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    assert page.status_code == 200 and len(page.json()["items"]) == 100
+    return results
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ place), best of `--repeat`, the table emptied before each try:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -55,6 +57,22 @@ def scored_day(tenant_id: str, day: date, customers: int, seed: int) -> pd.DataF
         },
         columns=PREDICTION_COLUMNS,
     )
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A new database on the given server for one benchmark run, dropped afterwards."""
+    name = f"mlops_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
 
 
 def csv_buffer(frames: list[pd.DataFrame]) -> bytes:
@@ -102,12 +120,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    name = f"mlops_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with scratch_database(args.postgres) as url:
         engine = engine_for(url)
         start = date(2026, 11, 1)
         frames = [scored_day("acme", start + timedelta(days=d), args.customers, d) for d in range(args.days)]
@@ -127,11 +140,6 @@ def main() -> None:
             f"| warehouse IO manager path (per tenant-day: delete + binary COPY + summary; ANALYZE) | {rows:,} | "
             f"{ours:.2f} | {rows / ours:,.0f} | **{baseline / ours:.2f}** |"
         )
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from mlops_assets.core.features import customer_features as snapshot
 from mlops_assets.core.features import cutoff_utc, feature_problems, orders_as_of
 from mlops_assets.core.history import history_files, read_orders
 from mlops_assets.ingestion import HISTORY_DEPS
-from mlops_assets.partitions import tenant_and_day, tenant_day_asset
+from mlops_assets.partitions import batch_check_result, tenant_and_day, tenant_day_asset
 from mlops_assets.resources import LakeResource, TenantRegistryResource
 
 CHECKS = {
@@ -67,9 +67,4 @@ def customer_features(context: dg.AssetExecutionContext, lake: LakeResource, ten
         context.log.info(f"[{position}/{len(keys)}] {tenant_id} {day}: {len(features)} customers")
     yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
     for name, failed in failures.items():
-        yield dg.AssetCheckResult(
-            check_name=name,
-            passed=not failed,
-            metadata={"partitions_checked": len(keys), "failures": failed[:50]},
-            description=CHECKS[name] if not failed else f"{len(failed)} partitions failed, first: {failed[0]}",
-        )
+        yield batch_check_result(name, failed, len(keys), CHECKS[name])

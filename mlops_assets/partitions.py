@@ -63,3 +63,22 @@ def latest_partition_metadata(context: dg.AssetExecutionContext, asset: str, key
     if not records:
         return {}
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def batch_check_result(
+    name: str,
+    failures: list[str],
+    partitions_checked: int,
+    description: str,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
+    """One check's result for a run over many partitions; a failure names the first failing tenant-day."""
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not failures,
+        severity=severity,
+        metadata={"partitions_checked": partitions_checked, "failures": failures[:50]},
+        description=description
+        if not failures
+        else f"{len(failures)} of {partitions_checked} partitions failed, first: {failures[0]}",
+    )

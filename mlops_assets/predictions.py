@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from mlops_assets.partitions import latest_partition_metadata, tenant_and_day, tenant_day_asset
+from mlops_assets.partitions import batch_check_result, latest_partition_metadata, tenant_and_day, tenant_day_asset
 from mlops_assets.resources import ModelPolicyResource, ModelRegistryResource
 
 CHECKS = {
@@ -83,12 +83,7 @@ def predictions(
         frames[key] = frame
         context.log.info(f"[{position}/{len(keys)}] {tenant_id} {day}: {len(frame)} customers, model v{model.version}")
     for name, failed in failures.items():
-        yield dg.AssetCheckResult(
-            check_name=name,
-            passed=not failed,
-            metadata={"partitions_checked": len(keys), "failures": failed[:50]},
-            description=CHECKS[name] if not failed else f"{len(failed)} partitions failed, first: {failed[0]}",
-        )
+        yield batch_check_result(name, failed, len(keys), CHECKS[name])
     failed = sorted({entry for entries in failures.values() for entry in entries})
     if failed:
         raise dg.Failure(

@@ -13,7 +13,7 @@ from mlops_assets.core.history import history_files, read_orders
 from mlops_assets.core.lake import partition_path
 from mlops_assets.core.training_data import SPLITS, TrainingSet, build_training_set
 from mlops_assets.ingestion import HISTORY_DEPS
-from mlops_assets.partitions import latest_partition_metadata, tenant_and_day, tenant_day_asset
+from mlops_assets.partitions import batch_check_result, latest_partition_metadata, tenant_and_day, tenant_day_asset
 from mlops_assets.resources import LakeResource, ModelPolicyResource, ModelRegistryResource, TenantRegistryResource
 
 GROUP = "training"
@@ -21,16 +21,6 @@ GROUP = "training"
 
 def _outputs(frames: dict, keys):
     return frames if len(keys) > 1 else frames[keys[0]]
-
-
-def _check(name: str, failures: list[str], keys, passed_text: str, severity=dg.AssetCheckSeverity.ERROR):
-    return dg.AssetCheckResult(
-        check_name=name,
-        passed=not failures,
-        severity=severity,
-        description=passed_text if not failures else f"{len(failures)} of {len(keys)} partitions: {failures[0]}",
-        metadata={"partitions_checked": len(keys), "failures": failures[:50]},
-    )
 
 
 @dg.asset(
@@ -100,10 +90,14 @@ def training_set(
         context.log.info(f"{tenant_id} cutoff {cutoff}: {built.summary()}")
     yield dg.Output(_outputs(frames, context.partition_keys))
     keys = context.partition_keys
-    yield _check("labels_matured", failures["labels_matured"], keys, "all labels matured by the cutoff")
-    yield _check("splits_in_time_order", failures["splits_in_time_order"], keys, "train < valid < holdout in time")
-    yield _check(
-        "enough_history", failures["enough_history"], keys, "enough data for a model", dg.AssetCheckSeverity.WARN
+    yield batch_check_result(
+        "labels_matured", failures["labels_matured"], len(keys), "all labels matured by the cutoff"
+    )
+    yield batch_check_result(
+        "splits_in_time_order", failures["splits_in_time_order"], len(keys), "train < valid < holdout in time"
+    )
+    yield batch_check_result(
+        "enough_history", failures["enough_history"], len(keys), "enough data for a model", dg.AssetCheckSeverity.WARN
     )
 
 
@@ -170,8 +164,10 @@ def candidate_model(
             f"{card.holdout_auc:.4f} vs baseline {card.baseline_auc:.4f}"
         )
     yield dg.Output(_outputs(cards, keys))
-    yield _check("holdout_metrics_finite", not_finite, keys, "holdout metrics are numbers")
-    yield _check("beats_baseline", below, keys, "every candidate beats the baseline", dg.AssetCheckSeverity.WARN)
+    yield batch_check_result("holdout_metrics_finite", not_finite, len(keys), "holdout metrics are numbers")
+    yield batch_check_result(
+        "beats_baseline", below, len(keys), "every candidate beats the baseline", dg.AssetCheckSeverity.WARN
+    )
 
 
 @dg.asset(
@@ -244,5 +240,7 @@ def production_model(
         decisions[key] = outcome.frame()
         context.log.info(f"{tenant_id}: {outcome.reason}; production is version {outcome.production_version}")
     yield dg.Output(_outputs(decisions, keys))
-    yield _check("promotion_gates", refused, keys, "every candidate passed the gates", dg.AssetCheckSeverity.WARN)
-    yield _check("serving_checks", serving_failed, keys, "serving checks passed")
+    yield batch_check_result(
+        "promotion_gates", refused, len(keys), "every candidate passed the gates", dg.AssetCheckSeverity.WARN
+    )
+    yield batch_check_result("serving_checks", serving_failed, len(keys), "serving checks passed")
