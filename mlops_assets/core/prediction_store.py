@@ -242,6 +242,19 @@ class PredictionReader(Bindable):
         )
         return int(self._scalar(query))
 
+    def matching(
+        self,
+        batch: dict,
+        risk_band: str | None = None,
+        min_probability: float | None = None,
+        max_probability: float | None = None,
+    ) -> int:
+        """How many rows of a day match: from its summary (same transaction as the rows) unless a
+        probability range asks for a count, which would otherwise scan the day on every page."""
+        if min_probability is None and max_probability is None:
+            return batch["band_counts"][risk_band] if risk_band else batch["customers"]
+        return self.count(batch["tenant_id"], batch["as_of_date"], risk_band, min_probability, max_probability)
+
     @staticmethod
     def _filters(tenant_id, as_of, risk_band, min_probability, max_probability) -> list:
         filters = [P.c.tenant_id == validate_tenant_id(tenant_id), P.c.as_of_date == as_of]

@@ -200,7 +200,7 @@ def list_predictions(
     rows = rows[:limit]
     return PredictionPage(
         as_of_date=day,
-        total=reader.count(principal.tenant_id, day, **filters),
+        total=reader.matching(batch, **filters),
         items=[as_prediction(row) for row in rows],
         next_cursor=encode_cursor(day, rows[-1]["rank"]) if more else None,
     )

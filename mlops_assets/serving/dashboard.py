@@ -216,7 +216,7 @@ def customers(
         batch=batch,
         rows=rows[:PAGE_SIZE],
         next_after=rows[PAGE_SIZE - 1]["rank"] if len(rows) > PAGE_SIZE else None,
-        total=reader.count(principal.tenant_id, batch["as_of_date"], **filters),
+        total=reader.matching(batch, **filters),
         filters={k: "" if v is None else v for k, v in filters.items()},
         query=request.url.query,
     )

@@ -164,6 +164,10 @@ def test_pages_walk_the_ranking_without_gaps(served, warehouse_url):
         seen += [row["customer_id"] for row in page]
         after = page[-1]["rank"]
     assert len(seen) == len(set(seen)) == reader.count(TENANT, TEST_END, risk_band="high")
+    batch = reader.batch(TENANT, TEST_END)
+    assert reader.matching(batch, risk_band="high") == len(seen), "the summary agrees with the rows"
+    ranged = reader.matching(batch, min_probability=0.2, max_probability=0.5)
+    assert ranged == reader.count(TENANT, TEST_END, min_probability=0.2, max_probability=0.5) > 0
 
 
 KILLED_WRITER = """
