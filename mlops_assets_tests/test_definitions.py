@@ -86,3 +86,15 @@ def test_resources_and_sensors():
     }
     assert [sensor.name for sensor in defs.sensors] == ["tenant_registry_sensor"]
     defs.validate_loadable(defs)
+
+
+def test_code_location_load_stays_light():
+    """Dagster imports the code location for every run and UI reload: MLflow, LightGBM, scikit-learn and
+    Evidently load only inside the steps that use them (DESIGN.md, 'Runs are expensive')."""
+    import subprocess
+    import sys
+
+    heavy = ("mlflow", "lightgbm", "sklearn", "evidently", "matplotlib")
+    probe = f"import sys, mlops_assets.definitions; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -12,14 +12,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core.features import FEATURES
-from mlops_assets.core.model_registry import PRODUCTION, ModelRegistry, model_name
 from mlops_assets.core.tenant_ids import validate_tenant_id
 from mlops_assets.core.warehouse import PREDICTION_COLUMNS
+
+if TYPE_CHECKING:  # MLflow loads only when a model does, never when the code location does
+    from mlops_assets.core.model_registry import ModelRegistry
 
 HISTOGRAM_BINS = 20
 MODEL_CARD = "model_card"
@@ -92,6 +95,8 @@ def _linear_contributions(baseline) -> Callable[[pd.DataFrame], np.ndarray]:
 
 
 def load_production_model(registry: ModelRegistry, tenant_id: str) -> ServedModel:
+    from mlops_assets.core.model_registry import PRODUCTION, model_name
+
     current = registry.alias_version(tenant_id, PRODUCTION)
     if current is None:
         raise NoProductionModel(
