@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from mlops_assets.core.prediction_store import Bindable
 from mlops_assets.core.tenant_ids import validate_tenant_id
-from mlops_assets.core.warehouse import api_keys_table
+from mlops_assets.core.warehouse import Bindable, api_keys_table
 
 KEY_SHAPE = re.compile(r"^mlk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 K = api_keys_table

@@ -8,8 +8,6 @@ the tenant id first and filters by it: no query here can return another tenant's
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
@@ -18,6 +16,7 @@ import sqlalchemy as sa
 from mlops_assets.core.tenant_ids import validate_tenant_id
 from mlops_assets.core.warehouse import (
     PREDICTION_COLUMNS,
+    Bindable,
     api_keys_table,
     engine_for,
     prediction_batches_table,
@@ -126,36 +125,6 @@ def read_partition(warehouse_url: str, tenant_id: str, as_of: date) -> pd.DataFr
     )
     with engine_for(warehouse_url).connect() as conn:
         return pd.DataFrame(conn.execute(query).mappings().all(), columns=PREDICTION_COLUMNS)
-
-
-class Bindable:
-    """Reads through the pooled engine, or through one connection (`using`) so a web request checks
-    out a connection once for all its queries instead of once per query."""
-
-    def __init__(self, warehouse_url: str):
-        self.engine = engine_for(warehouse_url)
-        self._connection: sa.Connection | None = None
-
-    def using(self, connection: sa.Connection):
-        bound = copy.copy(self)
-        bound._connection = connection
-        return bound
-
-    @contextlib.contextmanager
-    def _connect(self):
-        if self._connection is not None:
-            yield self._connection
-        else:
-            with self.engine.connect() as conn:
-                yield conn
-
-    def _rows(self, query) -> list[dict]:
-        with self._connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
-
-    def _scalar(self, query):
-        with self._connect() as conn:
-            return conn.execute(query).scalar()
 
 
 class PredictionReader(Bindable):

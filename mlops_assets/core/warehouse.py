@@ -7,6 +7,8 @@ processes starting together cannot apply one twice.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -133,6 +135,36 @@ def engine_for(url: str) -> sa.Engine:
         if url not in _engines:
             _engines[url] = _create_engine(url)
         return _engines[url]
+
+
+class Bindable:
+    """Reads through the pooled engine, or through one connection (`using`) so a web request checks
+    out a connection once for all its queries instead of once per query."""
+
+    def __init__(self, warehouse_url: str):
+        self.engine = engine_for(warehouse_url)
+        self._connection: sa.Connection | None = None
+
+    def using(self, connection: sa.Connection):
+        bound = copy.copy(self)
+        bound._connection = connection
+        return bound
+
+    @contextlib.contextmanager
+    def _connect(self):
+        if self._connection is not None:
+            yield self._connection
+        else:
+            with self.engine.connect() as conn:
+                yield conn
+
+    def _rows(self, query) -> list[dict]:
+        with self._connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def _scalar(self, query):
+        with self._connect() as conn:
+            return conn.execute(query).scalar()
 
 
 def read_engine(url: str) -> sa.Engine:
