@@ -84,10 +84,11 @@ def predictions(
         context.log.info(f"[{position}/{len(keys)}] {tenant_id} {day}: {len(frame)} customers, model v{model.version}")
     for name, failed in failures.items():
         yield batch_check_result(name, failed, len(keys), CHECKS[name])
-    failed = sorted({entry for entries in failures.values() for entry in entries})
+    failed = {name: entries for name, entries in failures.items() if entries}
     if failed:
+        first = next(iter(failed.values()))[0]
         raise dg.Failure(
-            f"{len(failed)} predictions gate failures, nothing written; first: {failed[0]}",
-            metadata={"failures": failed[:50]},
+            f"predictions gates {', '.join(failed)} failed, nothing written; first: {first}",
+            metadata={name: entries[:50] for name, entries in failed.items()},
         )
     yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])

@@ -112,3 +112,28 @@ def check_predictions(home):
     rerun = read_partition(settings.warehouse_url, "acme", LAST)
     assert len(rerun) == len(stored) and set(rerun["run_id"]) != first_run, "a rerun replaces, never duplicates"
     assert [b["as_of_date"] for b in PredictionReader(settings.warehouse_url).batches("acme")] == days
+    refused_when_broken(settings, production.version, rerun)
+
+
+def refused_when_broken(settings, good_version: str, stored):
+    """A production model that answers NaN: the gates fail the run before the write; the rows stay."""
+    import math
+
+    from mlops_assets.core.baselines import BaselineModel, RecencyFrequencyBaseline
+    from mlops_assets.core.model_registry import PRODUCTION, FallbackModel, ModelRegistry, model_name
+    from mlops_assets.core.prediction_store import read_partition
+
+    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri)
+    mlflow = registry._activate()
+    broken = BaselineModel("recency_frequency", RecencyFrequencyBaseline([math.nan] * 4, 0.0))
+    with mlflow.start_run(experiment_id=registry.experiment_id("acme")):
+        logged = mlflow.pyfunc.log_model(name="model", python_model=FallbackModel(broken), pip_requirements=[])
+    planted = mlflow.register_model(logged.model_uri, model_name("acme"), tags={"model_kind": "fallback"})
+    registry.set_alias("acme", PRODUCTION, planted.version)
+    try:
+        failed = mlops("predict", "--from", LAST.isoformat(), "--to", LAST.isoformat())
+        assert failed.exit_code == 2 and "gates no_nan" in failed.output and "NaN probabilities" in failed.output
+        kept = read_partition(settings.warehouse_url, "acme", LAST)
+        assert kept.equals(stored), "the failed run left the previous predictions exactly as they were"
+    finally:
+        registry.set_alias("acme", PRODUCTION, good_version)
