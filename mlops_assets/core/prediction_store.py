@@ -33,18 +33,11 @@ PG_COPY_TYPES = [
 API_COLUMNS = [c for c in PREDICTION_COLUMNS if c not in ("run_id", "created_at", "feature_version")]
 
 
-def _customer_query(day) -> sa.Select:
-    """Built once: the API's hottest statement, so SQLAlchemy does not rebuild it and its cache key per call."""
-    return sa.select(*(P.c[name] for name in API_COLUMNS)).where(
-        P.c.tenant_id == sa.bindparam("tenant_id"),
-        P.c.customer_id == sa.bindparam("customer_id"),
-        P.c.as_of_date == day,
-    )
-
-
-CUSTOMER_ON_DAY = _customer_query(sa.bindparam("as_of_date", type_=sa.Date))
-CUSTOMER_LATEST = _customer_query(
-    sa.select(sa.func.max(B.c.as_of_date)).where(B.c.tenant_id == sa.bindparam("tenant_id")).scalar_subquery()
+# Built once, so SQLAlchemy does not rebuild the statement and its cache key on every page view.
+CUSTOMER_ON_DAY = sa.select(*(P.c[name] for name in API_COLUMNS)).where(
+    P.c.tenant_id == sa.bindparam("tenant_id"),
+    P.c.customer_id == sa.bindparam("customer_id"),
+    P.c.as_of_date == sa.bindparam("as_of_date", type_=sa.Date),
 )
 
 
@@ -147,14 +140,10 @@ class PredictionReader(Bindable):
         rows = self._rows(query)
         return rows[0] if rows else None
 
-    def customer(self, tenant_id: str, customer_id: str, as_of: date | None = None) -> dict | None:
-        """One customer's row of `as_of`, or of the tenant's latest day (one round trip either way)."""
-        params = {"tenant_id": validate_tenant_id(tenant_id), "customer_id": customer_id}
+    def customer(self, tenant_id: str, customer_id: str, as_of: date) -> dict | None:
+        params = {"tenant_id": validate_tenant_id(tenant_id), "customer_id": customer_id, "as_of_date": as_of}
         with self._connect() as conn:
-            if as_of is None:
-                row = conn.execute(CUSTOMER_LATEST, params).mappings().first()
-            else:
-                row = conn.execute(CUSTOMER_ON_DAY, {**params, "as_of_date": as_of}).mappings().first()
+            row = conn.execute(CUSTOMER_ON_DAY, params).mappings().first()
         return dict(row) if row else None
 
     def customer_for_key(
