@@ -520,6 +520,88 @@ def predict(
         fail("a predictions run failed (above); nothing was written for its tenant-days")
 
 
+def _automation(only: list[str] | None, dagster_instance, on_run=None):
+    from mlops_assets.automation import Automation
+    from mlops_assets.definitions import build_defs
+
+    return Automation(build_defs(settings()), dagster_instance, registry(), only=only, on_run=on_run)
+
+
+@app.command("backfill")
+def backfill(
+    tenant_id: Annotated[str, typer.Argument(help="the tenant to bring up to date")],
+    from_date: Annotated[str, typer.Option("--from", help="first day to run")],
+    to_date: Annotated[str | None, typer.Option("--to", help="last day (default: yesterday)")] = None,
+):
+    """Every stage for TENANT over the days, as the daemon would have run them day by day.
+
+    A tenant without a model is onboarded first (history sweep, the window's days up to --from, first
+    model at --from). Then each day gets the daily cycle (ingest, features, predictions, drift,
+    realized performance), the weekly retrain on Sundays' cutoffs, and the drift retrains and
+    rollbacks the sensors ask for. The predictions of --to end in the warehouse.
+    """
+    from tqdm import tqdm
+
+    from mlops_assets.automation import STAGE_TAG
+
+    try:
+        validate_tenant_id(tenant_id)
+        registry().get(tenant_id)
+    except (InvalidTenantId, RegistryError) as exc:
+        fail(str(exc))
+    first = _day(from_date, date.today())
+    last = _day(to_date, datetime.now(UTC).date() - timedelta(days=1))
+    window_start = _window_start()
+    if not window_start <= first <= last:
+        fail(f"--from {first} and --to {last} must be ordered days inside the partition window from {window_start}")
+    sync_partitions()
+    with (
+        instance() as dagster_instance,
+        tqdm(total=(last - first).days + 1, desc=tenant_id, unit="day", disable=None) as bar,
+    ):
+
+        def on_run(request, result):
+            bar.set_postfix_str(
+                f"{request.tags.get(STAGE_TAG, request.job_name)} {'ok' if result.success else 'FAILED'}"
+            )
+
+        automation = _automation([tenant_id], dagster_instance, on_run)
+        automation.onboard(first + timedelta(days=1))
+        day = first
+        while day <= last:
+            automation.day(day + timedelta(days=1))
+            bar.update(1)
+            day += timedelta(days=1)
+    _print_automation(automation, tenant_id, last)
+
+
+def _window_start() -> date:
+    from mlops_assets.partitions import daily_partitions
+
+    return daily_partitions.start.date()
+
+
+def _print_automation(automation, tenant_id: str, last: date) -> None:
+    from mlops_assets.core.prediction_store import read_partition
+    from mlops_assets.core.promotion import PromotionLog
+
+    table = Table("stage", "runs")
+    for stage, count in sorted(automation.runs_by_stage().items()):
+        table.add_row(stage, str(count))
+    console.print(table)
+    for note in dict.fromkeys(automation.notes):
+        console.print(f"  {note}", highlight=False)
+    moves = [row for row in PromotionLog(settings().warehouse_url).history(tenant_id) if row["action"] != "refuse"]
+    for row in moves[-10:]:
+        console.print(
+            f"  {row['action']} v{row['version']} (was {row['previous_version'] or '-'}): {row['reason'][:110]}"
+        )
+    rows = len(read_partition(settings().warehouse_url, tenant_id, last))
+    console.print(f"{tenant_id}: {rows} predictions for {last} in the warehouse")
+    if automation.failures():
+        fail(f"failed runs: {', '.join(automation.failures())} (their logs: `mlops dev`)")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="listen address; keep loopback unless a proxy fronts it")] = "127.0.0.1",

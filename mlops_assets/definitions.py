@@ -6,14 +6,16 @@ import os
 
 import dagster as dg
 
-from mlops_assets import automation, features, ingestion, predictions, training
+from mlops_assets import automation, features, ingestion, monitoring, predictions, training
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
 from mlops_assets.resources import (
     LakeResource,
     ModelPolicyResource,
     ModelRegistryResource,
+    MonitoringPolicyResource,
     ShopApiResource,
     TenantRegistryResource,
+    WebhookResource,
 )
 from mlops_assets.settings import Settings
 
@@ -38,8 +40,23 @@ def build_defs(settings: Settings) -> dg.Definitions:
             training.candidate_model,
             training.production_model,
             predictions.predictions,
+            monitoring.drift_report,
+            monitoring.realized_performance,
         ],
-        sensors=[automation.tenant_registry_sensor],
+        jobs=[
+            automation.daily_cycle_job,
+            automation.retrain_job,
+            automation.ingest_days_job,
+            automation.ingest_history_job,
+            automation.rollback_job,
+        ],
+        schedules=[automation.daily_cycle_schedule, automation.weekly_retrain_schedule],
+        sensors=[
+            automation.tenant_registry_sensor,
+            automation.onboarding_sensor,
+            automation.drift_retrain_sensor,
+            automation.rollback_sensor,
+        ],
         resources={
             "lake": LakeResource(url=lake_url, s3_endpoint_url=endpoint),
             "lake_io_manager": LakeIOManager(url=lake_url, s3_endpoint_url=endpoint),
@@ -52,6 +69,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 s3_endpoint_url=endpoint,
             ),
             "policy": ModelPolicyResource(),
+            "monitoring": MonitoringPolicyResource(),
+            "webhook": WebhookResource(url=_from_env("MLOPS_WEBHOOK_URL", None)),
         },
     )
 

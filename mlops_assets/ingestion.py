@@ -137,7 +137,7 @@ def history_asset(resource: str) -> dg.AssetsDefinition:
             tenant = registry.get(tenant_id)
             client = shop_api.client(tenant) if tenant.source_kind == "shopify" else None
             try:
-                history = ingest_history(tenant, resource, before, client)
+                history = ingest_history(tenant, resource, before, client, tenants.history_start(before))
             finally:
                 if client is not None:
                     client.close()
@@ -164,6 +164,7 @@ def history_asset(resource: str) -> dg.AssetsDefinition:
                 {
                     "tenant": tenant_id,
                     "before": before.isoformat(),
+                    "since": str(tenants.history_start(before)),
                     "days": len(days),
                     "first_day": days[0].isoformat() if days else None,
                     "last_day": days[-1].isoformat() if days else None,

@@ -30,6 +30,15 @@ daily_partitions = dg.DailyPartitionsDefinition(
 tenant_day_partitions = dg.MultiPartitionsDefinition({"date": daily_partitions, "tenant": tenant_partitions})
 
 
+# An edge to every day of the same tenant: the production model (any cutoff), predictions H days back.
+SAME_TENANT_ANY_DAY = dg.MultiPartitionMapping(
+    {
+        "tenant": dg.DimensionPartitionMapping("tenant", dg.IdentityPartitionMapping()),
+        "date": dg.DimensionPartitionMapping("date", dg.AllPartitionMapping()),
+    }
+)
+
+
 def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date]:
     key = (
         partition_key

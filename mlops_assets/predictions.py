@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from mlops_assets.partitions import batch_check_result, latest_partition_metadata, tenant_and_day, tenant_day_asset
+from mlops_assets.partitions import (
+    SAME_TENANT_ANY_DAY,
+    batch_check_result,
+    latest_partition_metadata,
+    tenant_and_day,
+    tenant_day_asset,
+)
 from mlops_assets.resources import ModelPolicyResource, ModelRegistryResource
 
 CHECKS = {
@@ -18,20 +24,14 @@ CHECKS = {
     "no_nan": "No NaN probability",
     "model_recorded": "Every row names the model version that scored it",
 }
-# The production alias may point at a model trained at any cutoff of the same tenant.
-ANY_CUTOFF_OF_THE_TENANT = dg.MultiPartitionMapping(
-    {
-        "tenant": dg.DimensionPartitionMapping("tenant", dg.IdentityPartitionMapping()),
-        "date": dg.DimensionPartitionMapping("date", dg.AllPartitionMapping()),
-    }
-)
 
 
 @dg.asset(
     **tenant_day_asset("predictions", io_manager_key="warehouse_io_manager"),
     kinds={"lightgbm", "sql"},
     ins={"customer_features": dg.AssetIn()},
-    deps=[dg.AssetDep("production_model", partition_mapping=ANY_CUTOFF_OF_THE_TENANT)],
+    # The production alias may point at a model trained at any cutoff of the same tenant.
+    deps=[dg.AssetDep("production_model", partition_mapping=SAME_TENANT_ANY_DAY)],
     check_specs=[
         dg.AssetCheckSpec(name, asset="predictions", blocking=True, description=description)
         for name, description in CHECKS.items()
@@ -47,7 +47,7 @@ def predictions(
 ):
     from mlops_assets.core.predictions import (
         NoProductionModel,
-        load_production_model,
+        load_served_model,
         prediction_problems,
         score_snapshot,
     )
@@ -61,7 +61,7 @@ def predictions(
         tenant_id, day = tenant_and_day(key)
         if tenant_id not in served:
             try:
-                served[tenant_id] = load_production_model(registry, tenant_id)
+                served[tenant_id] = load_served_model(registry, tenant_id)
             except NoProductionModel as exc:
                 raise dg.Failure(str(exc), metadata={"tenant": tenant_id}) from exc
         model, snapshot = served[tenant_id], snapshots[key]

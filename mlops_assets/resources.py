@@ -6,11 +6,15 @@ environment, so the Dagster UI shows the variable's name, never a password in a 
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import dagster as dg
 from upath import UPath
 
+from mlops_assets.core.events import OperatorEvent, deliver
 from mlops_assets.core.ingest import shopify_client
 from mlops_assets.core.lake import lake_root
+from mlops_assets.core.monitoring import MonitoringThresholds
 from mlops_assets.core.registry import Tenant, TenantRegistry
 from mlops_assets.core.shop_client import ShopifyClient
 
@@ -26,10 +30,16 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class TenantRegistryResource(dg.ConfigurableResource):
+    """The registry, and how far back a new tenant's history sweep reaches before the partition window."""
+
     warehouse_url: str
+    history_days: int | None = 730
 
     def registry(self) -> TenantRegistry:
         return TenantRegistry(self.warehouse_url)
+
+    def history_start(self, window_start: date) -> date | None:
+        return None if self.history_days is None else window_start - timedelta(days=self.history_days)
 
 
 class ShopApiResource(dg.ConfigurableResource):
@@ -77,6 +87,9 @@ class ModelPolicyResource(dg.ConfigurableResource):
     min_holdout_positives: int = 20
     baseline_margin: float = 0.0
     production_margin: float = 0.0
+    # After a drift alarm the holdout predates the change, so a fresh candidate may trail production by this
+    # much there: it has seen the new regime, and the rollback sensor undoes the bet if it loses in reality.
+    drift_production_margin: float = -0.01
     max_single_row_p99_ms: float = 100.0
     max_batch_10k_ms: float = 2000.0
     max_peak_memory_mb: float = 512.0
@@ -95,12 +108,12 @@ class ModelPolicyResource(dg.ConfigurableResource):
             self.min_history_days, self.min_holdout_customers, self.min_train_positives, self.min_holdout_positives
         )
 
-    def promotion(self):
+    def promotion(self, after_drift: bool = False):
         from mlops_assets.core.promotion import PromotionPolicy
 
         return PromotionPolicy(
             self.baseline_margin,
-            self.production_margin,
+            self.drift_production_margin if after_drift else self.production_margin,
             self.max_single_row_p99_ms,
             self.max_batch_10k_ms,
             self.max_peak_memory_mb,
@@ -110,3 +123,35 @@ class ModelPolicyResource(dg.ConfigurableResource):
         from mlops_assets.core.predictions import RiskBands
 
         return RiskBands(self.high_risk_below, self.medium_risk_below)
+
+
+class MonitoringPolicyResource(dg.ConfigurableResource):
+    """Drift, performance, rollback and retrain thresholds for every tenant; the registry may override them."""
+
+    column_drift: float = 0.1
+    drifted_share: float = 0.1
+    prediction_psi: float = 0.2
+    auc_floor: float = 0.6
+    max_auc_drop: float = 0.1
+    rollback_margin: float = 0.03
+    probation_days: int = 60
+    cooldown_days: int = 7
+    sample_rows: int = 5000
+
+    def thresholds(self, tenant: Tenant) -> MonitoringThresholds:
+        defaults = MonitoringThresholds(**{name: getattr(self, name) for name in MonitoringThresholds.names()})
+        return defaults.overridden(tenant.tenant_id, tenant.monitoring)
+
+
+class WebhookResource(dg.ConfigurableResource):
+    """Where operator events go besides Dagster's logs: a URL taking JSON POSTs (Slack, Teams, PagerDuty...)."""
+
+    url: str | None = None
+
+    def announce(self, log, event: OperatorEvent) -> str:
+        """Log the event and post it; returns the delivery status for metadata."""
+        log.warning(f"[{event.kind}] {event.tenant_id} {event.day}: {event.message}")
+        status = deliver(event, self.url)
+        if status.startswith("webhook delivery failed"):
+            log.warning(f"{event.kind} for {event.tenant_id}: {status}")
+        return status

@@ -9,12 +9,19 @@ promotion gates (baseline, production on the same holdout, serving checks) move 
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.core.events import OperatorEvent
 from mlops_assets.core.history import history_files, read_orders
 from mlops_assets.core.lake import partition_path
 from mlops_assets.core.training_data import SPLITS, TrainingSet, build_training_set
 from mlops_assets.ingestion import HISTORY_DEPS
 from mlops_assets.partitions import batch_check_result, latest_partition_metadata, tenant_and_day, tenant_day_asset
-from mlops_assets.resources import LakeResource, ModelPolicyResource, ModelRegistryResource, TenantRegistryResource
+from mlops_assets.resources import (
+    LakeResource,
+    ModelPolicyResource,
+    ModelRegistryResource,
+    TenantRegistryResource,
+    WebhookResource,
+)
 
 GROUP = "training"
 
@@ -198,6 +205,7 @@ def production_model(
     tenants: TenantRegistryResource,
     models: ModelRegistryResource,
     policy: ModelPolicyResource,
+    webhook: WebhookResource,
 ):
     from mlops_assets.core.candidates import promote_candidate, train_candidate
 
@@ -206,6 +214,7 @@ def production_model(
     cards = candidate_model if len(keys) > 1 else {keys[0]: candidate_model}
     sets = training_set if len(keys) > 1 else {keys[0]: training_set}
     decisions, refused, serving_failed = {}, [], []
+    trigger = context.run.tags.get("mlops/trigger", "manual")
     for key in keys:
         tenant_id, cutoff = tenant_and_day(key)
         upstream = latest_partition_metadata(context, "training_set", key)
@@ -229,14 +238,23 @@ def production_model(
             tenant_id,
             cards[key].iloc[0],
             sets[key],
-            policy.promotion(),
+            policy.promotion(after_drift=trigger == "drift"),
             register_fallback,
         )
         if not outcome.staged or outcome.candidate_version != str(cards[key].iloc[0]["version"]):
             refused.append(f"{key}: {outcome.reason}")
         if outcome.serving_problems:
             serving_failed.append(f"{key}: {'; '.join(outcome.serving_problems)}")
-        context.add_asset_metadata(outcome.metadata(), partition_key=key)
+        event = None
+        if outcome.promoted:
+            kind = "onboarded" if trigger == "onboarding" else "promoted"
+            event = OperatorEvent(
+                kind, tenant_id, cutoff.isoformat(), f"{trigger}: {outcome.reason}", outcome.metadata()
+            )
+        elif trigger == "drift":
+            event = OperatorEvent("refused", tenant_id, cutoff.isoformat(), f"drift retrain: {outcome.reason}")
+        delivery = webhook.announce(context.log, event) if event else "none"
+        context.add_asset_metadata({**outcome.metadata(), "trigger": trigger, "event": delivery}, partition_key=key)
         decisions[key] = outcome.frame()
         context.log.info(f"{tenant_id}: {outcome.reason}; production is version {outcome.production_version}")
     yield dg.Output(_outputs(decisions, keys))

@@ -218,7 +218,7 @@ def served(tmp_path_factory):
     from mlops_assets.core.features import customer_features
     from mlops_assets.core.history import history_files, read_orders
     from mlops_assets.core.model_registry import ModelRegistry
-    from mlops_assets.core.predictions import load_production_model
+    from mlops_assets.core.predictions import load_served_model
     from mlops_assets.core.promotion import PromotionPolicy
     from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
     from mlops_assets.core.training_data import TrainingPlan, build_training_set
@@ -243,7 +243,7 @@ def served(tmp_path_factory):
     )  # fmt: skip
     assert outcome.promoted
     snapshot = customer_features(history, TEST_END, "UTC", 30)
-    model = load_production_model(registry, SERVED_TENANT)
+    model = load_served_model(registry, SERVED_TENANT)
     created = datetime(2026, 11, 1, 6, tzinfo=UTC)
     return {
         "registry": registry,

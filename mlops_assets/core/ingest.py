@@ -118,11 +118,13 @@ def split_by_day(frame: pd.DataFrame, timezone: str) -> dict[date, pd.DataFrame]
     return {day: part.reset_index(drop=True) for day, part in frame.groupby(local_day, sort=True)}
 
 
-def ingest_history(tenant: Tenant, resource: str, before: date, client: ShopifyClient | None = None) -> IngestedHistory:
-    """One sweep over the source for everything updated before `before` (the partition window's start)."""
+def ingest_history(
+    tenant: Tenant, resource: str, before: date, client: ShopifyClient | None = None, since: date | None = None
+) -> IngestedHistory:
+    """One sweep over the source for everything updated in [since, before) (`before`: the partition window's start)."""
     if tenant.source_kind == "file":
         normalized = load_normalized(tenant.source_settings, tenant.timezone, tenant.currency, tenant.tenant_id)
-        days = sorted(d for d in normalized["_day"].dropna().unique() if d < before)
+        days = sorted(d for d in normalized["_day"].dropna().unique() if d < before and (since is None or d >= since))
         ingested = {day: ingest_file_day(tenant, resource, day) for day in days}
         quarantine = pd.concat(
             [day.quarantine for day in ingested.values()] + [slice_day(normalized, before).undated], ignore_index=True
@@ -130,7 +132,7 @@ def ingest_history(tenant: Tenant, resource: str, before: date, client: ShopifyC
         return IngestedHistory({day: result.frame for day, result in ingested.items()}, quarantine)
     if client is None:
         raise ValueError(f"tenant {tenant.tenant_id}: a Shopify tenant needs a client")
-    validated, stats = client.fetch_days(resource, None, before, tenant.zone)
+    validated, stats = client.fetch_days(resource, since, before, tenant.zone)
     return IngestedHistory(split_by_day(validated.frame, tenant.timezone), validated.quarantine, stats)
 
 

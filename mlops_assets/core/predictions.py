@@ -65,6 +65,7 @@ class ServedModel:
     version: str
     kind: str
     metrics: dict[str, float]
+    cutoff: str | None
     predict: Callable[[pd.DataFrame], np.ndarray]
     contributions: Callable[[pd.DataFrame], np.ndarray] | None = field(default=None, repr=False)
 
@@ -94,15 +95,17 @@ def _linear_contributions(baseline) -> Callable[[pd.DataFrame], np.ndarray]:
     return contributions
 
 
-def load_production_model(registry: ModelRegistry, tenant_id: str) -> ServedModel:
+def load_served_model(registry: ModelRegistry, tenant_id: str, version: str | None = None) -> ServedModel:
+    """A registered version ready to score; by default the one `production` points at."""
     from mlops_assets.core.model_registry import PRODUCTION, model_name
 
-    current = registry.alias_version(tenant_id, PRODUCTION)
+    current = registry.alias_version(tenant_id, PRODUCTION) if version is None else registry.version(tenant_id, version)
     if current is None:
         raise NoProductionModel(
             f"tenant {tenant_id} has no `production` model to score with "
             f"(fix: `mlops train --tenant {tenant_id}`, or materialize its production_model)"
         )
+    cutoff = current.tags.get("cutoff")
     pyfunc = registry.load(tenant_id, current.version)
     kind = current.tags.get("model_kind", "lightgbm")
     metrics = dict(registry.run(current.run_id).data.metrics)
@@ -115,7 +118,9 @@ def load_production_model(registry: ModelRegistry, tenant_id: str) -> ServedMode
         def contributions(features):
             return booster.predict(features[FEATURES].to_numpy(float), pred_contrib=True)[:, : len(FEATURES)]
 
-        return ServedModel(tenant_id, model_name(tenant_id), current.version, kind, metrics, predict, contributions)
+        return ServedModel(
+            tenant_id, model_name(tenant_id), current.version, kind, metrics, cutoff, predict, contributions
+        )
     baseline = pyfunc.unwrap_python_model().baseline
     explain = _linear_contributions(baseline) if baseline.kind == "recency_frequency" else None
     return ServedModel(
@@ -124,6 +129,7 @@ def load_production_model(registry: ModelRegistry, tenant_id: str) -> ServedMode
         current.version,
         f"fallback:{baseline.kind}",
         metrics,
+        cutoff,
         lambda features: np.asarray(pyfunc.predict(features[FEATURES]), float),
         explain,
     )

@@ -166,9 +166,15 @@ class PromotionLog:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
-    def previous_production(self, tenant_id: str, current: str | None) -> str | None:
-        """The version production pointed to before it became `current`."""
+    def previous_production(
+        self, tenant_id: str, current: str | None, actions: tuple[str, ...] = ("promote", "rollback")
+    ) -> str | None:
+        """The version production pointed to before it became `current` (by one of `actions`, its latest move)."""
         for row in reversed(self.history(tenant_id)):
             if row["alias"] == "production" and row["action"] in ("promote", "rollback") and row["version"] == current:
-                return row["previous_version"]
+                return row["previous_version"] if row["action"] in actions else None
         return None
+
+    def promoted_over(self, tenant_id: str, current: str) -> str | None:
+        """The version `current` replaced by promotion; None when it got there by a rollback (no ping-pong)."""
+        return self.previous_production(tenant_id, current, actions=("promote",))

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from mlops_assets.core.monitoring import MonitoringSettingError, MonitoringThresholds
 from mlops_assets.core.tenant_ids import validate_tenant_id
 from mlops_assets.core.warehouse import engine_for, tenants_table
 
@@ -45,6 +46,7 @@ class Tenant:
     status: str = "active"
     created_at: datetime | None = None
     updated_at: datetime | None = field(default=None, compare=False)
+    monitoring: dict[str, Any] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -104,6 +106,10 @@ def _validated(tenant: Tenant) -> Tenant:
         raise RegistryError(f"tenant {tenant.tenant_id}: source {tenant.source_kind!r} must be 'shopify' or 'file'")
     if tenant.status not in ("active", "paused"):
         raise RegistryError(f"tenant {tenant.tenant_id}: status {tenant.status!r} must be 'active' or 'paused'")
+    try:
+        MonitoringThresholds().overridden(tenant.tenant_id, tenant.monitoring)
+    except MonitoringSettingError as exc:
+        raise RegistryError(str(exc)) from exc
     return tenant
 
 
@@ -164,12 +170,19 @@ class TenantRegistry:
         return [tenant.tenant_id for tenant in self.list(status=status)]
 
     def set_status(self, tenant_id: str, status: str) -> Tenant:
-        tenant = _validated(Tenant(**{**asdict(self.get(tenant_id)), "status": status}))
+        return self._update(tenant_id, status=status)
+
+    def set_monitoring(self, tenant_id: str, overrides: dict[str, Any]) -> Tenant:
+        """Replace the tenant's monitoring threshold overrides (an empty dict restores the defaults)."""
+        return self._update(tenant_id, monitoring=dict(overrides))
+
+    def _update(self, tenant_id: str, **changes) -> Tenant:
+        tenant = _validated(Tenant(**{**asdict(self.get(tenant_id)), **changes}))
         with self.engine.begin() as conn:
             conn.execute(
                 tenants_table.update()
                 .where(tenants_table.c.tenant_id == tenant.tenant_id)
-                .values(status=status, updated_at=datetime.now(UTC))
+                .values(**changes, updated_at=datetime.now(UTC))
             )
         return self.get(tenant_id)
 

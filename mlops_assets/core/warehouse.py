@@ -31,6 +31,7 @@ tenants_table = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("monitoring", sa.JSON, nullable=False, server_default=sa.text("'{}'")),
     sa.CheckConstraint("source_kind in ('shopify', 'file')", name="tenants_source_kind"),
     sa.CheckConstraint("status in ('active', 'paused')", name="tenants_status"),
     sa.CheckConstraint("horizon_days between 1 and 365", name="tenants_horizon_days"),
@@ -122,7 +123,18 @@ MIGRATIONS: list[Migration] = [
     (3, "predictions", lambda conn: predictions_table.create(conn, checkfirst=True)),
     (4, "prediction batch summaries", lambda conn: prediction_batches_table.create(conn, checkfirst=True)),
     (5, "tenant API keys", lambda conn: api_keys_table.create(conn, checkfirst=True)),
+    (6, "per-tenant monitoring thresholds", lambda conn: _add_column(conn, tenants_table, "monitoring")),
 ]
+
+
+def _add_column(conn: sa.Connection, table: sa.Table, name: str) -> None:
+    """For databases created before the column existed (a new one gets it from the table definition)."""
+    if name in {column["name"] for column in sa.inspect(conn).get_columns(table.name)}:
+        return
+    column = table.c[name]
+    kind = column.type.compile(dialect=conn.dialect)
+    default = column.server_default.arg.text
+    conn.execute(sa.text(f"alter table {table.name} add column {name} {kind} not null default {default}"))
 
 
 _engines: dict[str, sa.Engine] = {}

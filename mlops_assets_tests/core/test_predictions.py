@@ -19,7 +19,7 @@ from mlops_assets.core.predictions import (
     NoProductionModel,
     RiskBands,
     batch_summary,
-    load_production_model,
+    load_served_model,
     prediction_problems,
 )
 from mlops_assets_tests.conftest import SERVED_TENANT as TENANT
@@ -76,7 +76,7 @@ def test_checks_catch_a_broken_model(served):
 
 def test_a_tenant_without_production_is_a_clear_error(served):
     with pytest.raises(NoProductionModel, match="tenant globex has no `production` model"):
-        load_production_model(served["registry"], "globex")
+        load_served_model(served["registry"], "globex")
 
 
 def test_risk_bands_refuse_nonsense():

@@ -1,0 +1,245 @@
+"""Drift and realized performance as functions of frames (no Dagster, no MLflow).
+
+Feature drift compares a day's snapshot with the reference kept with the model that scored it:
+the feature snapshot of that model's training cutoff, one row per customer like the day's (the
+training set mixes ~20 snapshots over a year, so tenure and trailing windows would drift against
+it by construction). Both sides are sampled to a bounded size. One pinned test for every feature,
+Evidently's `wasserstein` (the distance normed by the reference's standard deviation), keeps
+scores comparable across days, tenants and sizes, where Evidently's automatic choice changes the
+test with the row count. Prediction drift, the proxy for concept drift before labels mature, is
+the PSI of the day's scores against the same model's scores on the same reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.features import FEATURES
+
+PREDICTION = "repurchase_probability"
+
+
+class MonitoringSettingError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class MonitoringThresholds:
+    """Defaults for every tenant; a tenant's registry entry may override any of them."""
+
+    column_drift: float = 0.1  # a feature drifts when its normed Wasserstein distance reaches this
+    drifted_share: float = 0.1  # feature_drift fails when this share of the features drifts (3 of 25)
+    prediction_psi: float = 0.2  # prediction_drift fails when the score PSI reaches this
+    auc_floor: float = 0.6  # performance_floor fails below this realized AUC ...
+    max_auc_drop: float = 0.1  # ... or this far below the model's holdout AUC
+    rollback_margin: float = 0.03  # roll back when the predecessor's realized AUC is this much better
+    probation_days: int = 60  # a promoted version is compared with its predecessor this long
+    cooldown_days: int = 7  # at most one drift retrain per tenant in this many days
+    sample_rows: int = 5000  # rows per side of a drift report
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def overridden(self, tenant_id: str, overrides: dict) -> MonitoringThresholds:
+        """These thresholds with a tenant's overrides; a bad one names the tenant, the field and the fix."""
+        values = {}
+        for name, raw in (overrides or {}).items():
+            if name not in self.names():
+                raise MonitoringSettingError(
+                    f"tenant {tenant_id}: unknown monitoring setting {name!r} (fix: one of {', '.join(self.names())})"
+                )
+            kind = type(getattr(self, name))
+            try:
+                value = kind(raw)
+            except (TypeError, ValueError) as exc:
+                raise MonitoringSettingError(
+                    f"tenant {tenant_id}: monitoring setting {name}={raw!r} is not a {kind.__name__}"
+                ) from exc
+            if not math.isfinite(value) or value < 0 or (kind is int and value < 1 and name != "cooldown_days"):
+                raise MonitoringSettingError(
+                    f"tenant {tenant_id}: monitoring setting {name}={raw!r} must be a positive number"
+                )
+            values[name] = value
+        return replace(self, **values)
+
+
+@dataclass
+class DriftResult:
+    feature_scores: dict[str, float]
+    drifted_features: list[str]
+    prediction_psi: float
+    reference_rows: int
+    current_rows: int
+    html: str
+
+    @property
+    def drifted_share(self) -> float:
+        return len(self.drifted_features) / max(len(self.feature_scores), 1)
+
+    def problems(self, thresholds: MonitoringThresholds) -> dict[str, str]:
+        """The failing drift checks, by name, with what failed."""
+        found = {}
+        if self.drifted_share >= thresholds.drifted_share:
+            top = sorted(self.drifted_features, key=lambda name: -self.feature_scores[name])[:5]
+            found["feature_drift"] = (
+                f"{len(self.drifted_features)} of {len(self.feature_scores)} features drifted "
+                f"(share {self.drifted_share:.2f} >= {thresholds.drifted_share}); most: {', '.join(top)}"
+            )
+        if self.prediction_psi >= thresholds.prediction_psi:
+            found["prediction_drift"] = f"score PSI {self.prediction_psi:.3f} >= {thresholds.prediction_psi}"
+        return found
+
+    def frame(self) -> pd.DataFrame:
+        rows = [
+            (name, "wasserstein", score, name in self.drifted_features) for name, score in self.feature_scores.items()
+        ]
+        rows.append((PREDICTION, "psi", self.prediction_psi, None))
+        return pd.DataFrame(rows, columns=["column", "stattest", "score", "drifted"]).astype({"drifted": "boolean"})
+
+
+def sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
+    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
+
+
+def measure_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    thresholds: MonitoringThresholds,
+    seed: int = 0,
+) -> DriftResult:
+    """Both frames hold FEATURES and the model's PREDICTION; the HTML is Evidently's, self-contained."""
+    from evidently import Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    columns = [*FEATURES, PREDICTION]
+    reference = sample(reference[columns], thresholds.sample_rows, seed)
+    current = sample(current[columns], thresholds.sample_rows, seed)
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=FEATURES,
+                num_method="wasserstein",
+                num_threshold=thresholds.column_drift,
+                drift_share=thresholds.drifted_share,
+            ),
+            ValueDrift(column=PREDICTION, method="psi", threshold=thresholds.prediction_psi),
+        ]
+    )
+    snapshot = report.run(current_data=current, reference_data=reference)
+    scores, psi = {}, math.nan
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        if not config["type"].endswith("ValueDrift"):
+            continue
+        value = float(metric["value"])
+        if config["column"] == PREDICTION:
+            psi = value
+        else:
+            scores[config["column"]] = value
+    drifted = [name for name in FEATURES if scores.get(name, 0.0) >= thresholds.column_drift]
+    return DriftResult(
+        {name: scores.get(name, math.nan) for name in FEATURES},
+        drifted,
+        psi,
+        len(reference),
+        len(current),
+        snapshot.get_html_str(as_iframe=False),
+    )
+
+
+def realized_metrics(probabilities: np.ndarray, outcomes: np.ndarray) -> dict[str, float]:
+    """AUC, Brier and top-decile precision of scores against what customers did (NaN AUC with one class)."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    probabilities, outcomes = np.asarray(probabilities, float), np.asarray(outcomes, bool)
+    customers, positives = len(outcomes), int(outcomes.sum())
+    both_classes = 0 < positives < customers
+    top = np.argsort(-probabilities, kind="stable")[: max(1, customers // 10)] if customers else []
+    return {
+        "customers": customers,
+        "positives": positives,
+        "base_rate": positives / customers if customers else math.nan,
+        "auc": float(roc_auc_score(outcomes, probabilities)) if both_classes else math.nan,
+        "brier": float(brier_score_loss(outcomes, probabilities)) if customers else math.nan,
+        "top_decile_precision": float(outcomes[top].mean()) if customers else math.nan,
+    }
+
+
+def performance_problem(realized_auc: float, holdout_auc: float, thresholds: MonitoringThresholds) -> str | None:
+    if not math.isfinite(realized_auc):
+        return None
+    if realized_auc < thresholds.auc_floor:
+        return f"realized AUC {realized_auc:.3f} is below the floor {thresholds.auc_floor}"
+    if math.isfinite(holdout_auc) and realized_auc < holdout_auc - thresholds.max_auc_drop:
+        return (
+            f"realized AUC {realized_auc:.3f} is more than {thresholds.max_auc_drop} below the model's "
+            f"holdout AUC {holdout_auc:.3f}"
+        )
+    return None
+
+
+def regressed(serving_auc: float, predecessor_auc: float, thresholds: MonitoringThresholds) -> bool:
+    """The newly promoted version did worse than the one it replaced, on the same customers and outcomes."""
+    return (
+        math.isfinite(serving_auc)
+        and math.isfinite(predecessor_auc)
+        and predecessor_auc - serving_auc >= thresholds.rollback_margin
+    )
+
+
+def _png_markdown(figure, alt: str) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+def _axes(title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 2.6))
+    axes.set_title(title, fontsize=9)
+    return figure, axes
+
+
+def score_histogram_markdown(reference: np.ndarray, current: np.ndarray, title: str) -> str:
+    figure, axes = _axes(title)
+    bins = np.linspace(0, 1, 21)
+    axes.hist(reference, bins=bins, alpha=0.5, density=True, label="reference")
+    axes.hist(current, bins=bins, alpha=0.5, density=True, label="today")
+    axes.set_xlabel("probability of ordering again")
+    axes.legend(fontsize=8)
+    return _png_markdown(figure, title)
+
+
+def trend_markdown(days: list[str], series: dict[str, list[float]], floor: float, title: str) -> str:
+    figure, axes = _axes(title)
+    x = pd.to_datetime(pd.Series(days))
+    for label, values in series.items():
+        axes.plot(x, values, marker=".", label=label)
+    axes.axhline(floor, color="red", linestyle=":", label="floor")
+    axes.legend(fontsize=8)
+    figure.autofmt_xdate()
+    return _png_markdown(figure, title)
+
+
+def retrain_refusal(alarm_day, last_trained, cooldown_days: int, in_flight: bool) -> str | None:
+    """Why an alarm on `alarm_day` must not start a retrain; None when it should."""
+    if in_flight:
+        return "a retrain of this tenant is already queued or running"
+    if last_trained is not None and (alarm_day - last_trained).days < cooldown_days:
+        return f"cooldown: last trained at cutoff {last_trained}, {cooldown_days} days must pass"
+    return None

@@ -1,0 +1,311 @@
+"""Monitoring stage: `drift_report` and `realized_performance` per tenant and day.
+
+Their checks warn instead of block (drift does not make a day's data wrong); the retrain and
+rollback sensors in automation.py read the per-partition metadata these assets write (`alarms`,
+`regressed`), since a check result covers a whole run of many tenant-days.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.core.events import OperatorEvent
+from mlops_assets.core.lake import partition_path, read_frame, write_atomic
+from mlops_assets.ingestion import HISTORY_DEPS
+from mlops_assets.partitions import (
+    SAME_TENANT_ANY_DAY,
+    batch_check_result,
+    tenant_and_day,
+    tenant_day_asset,
+    tenant_day_key,
+)
+from mlops_assets.resources import (
+    LakeResource,
+    ModelRegistryResource,
+    MonitoringPolicyResource,
+    TenantRegistryResource,
+    WebhookResource,
+)
+
+GROUP = "monitoring"
+REPORTS = "drift_reports"
+REALIZED_COLUMNS = [
+    "tenant_id", "as_of_date", "predicted_on", "model_version", "customers", "positives", "base_rate", "auc", "brier",
+    "top_decile_precision", "holdout_auc", "predecessor_version", "predecessor_auc",
+]  # fmt: skip
+
+
+def _report_path(root, tenant_id: str, day):
+    return partition_path(root, REPORTS, tenant_id, day).with_name("report.html")
+
+
+def reference_snapshot(root, tenant_id: str, cutoff: str | None) -> pd.DataFrame:
+    """The feature snapshot of the model's training cutoff; the holdout snapshot if that day is gone."""
+    if cutoff:
+        path = partition_path(root, "customer_features", tenant_id, cutoff)
+        if path.exists():
+            return read_frame(path)
+        training = partition_path(root, "training_set", tenant_id, cutoff)
+        if training.exists():
+            frame = read_frame(training)
+            return frame.loc[frame["split"] == "holdout"].reset_index(drop=True)
+    raise dg.Failure(
+        f"tenant {tenant_id}: no drift reference for the model trained at cutoff {cutoff} (neither "
+        f"customer_features nor training_set of that day is in the lake; fix: retrain the tenant)",
+        metadata={"tenant": tenant_id},
+    )
+
+
+@dg.asset(
+    **tenant_day_asset(GROUP),
+    kinds={"evidently", "parquet"},
+    ins={"customer_features": dg.AssetIn(), "predictions": dg.AssetIn()},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "feature_drift",
+            asset="drift_report",
+            description="Share of features whose normed Wasserstein distance to the model's reference reaches the "
+            "threshold stays below the tenant's limit",
+        ),
+        dg.AssetCheckSpec(
+            "prediction_drift",
+            asset="drift_report",
+            description="PSI of the day's scores against the model's scores on its reference stays below the limit",
+        ),
+    ],
+    description="Evidently data drift of the day's feature snapshot and scores against the reference kept with the "
+    "model that scored them (its training cutoff's snapshot); per-feature scores in metadata, the HTML report "
+    "in the lake.",
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    customer_features,
+    predictions,
+    lake: LakeResource,
+    tenants: TenantRegistryResource,
+    models: ModelRegistryResource,
+    monitoring: MonitoringPolicyResource,
+    webhook: WebhookResource,
+):
+    from mlops_assets.core.monitoring import PREDICTION, measure_drift, score_histogram_markdown
+    from mlops_assets.core.predictions import load_served_model
+
+    keys = context.partition_keys
+    snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}
+    scored = predictions if len(keys) > 1 else {keys[0]: predictions}
+    root, registry, model_registry = lake.root(), tenants.registry(), models.registry()
+    loaded, references, frames = {}, {}, {}
+    failures: dict[str, list[str]] = {"feature_drift": [], "prediction_drift": []}
+    for position, key in enumerate(keys, start=1):
+        tenant_id, day = tenant_and_day(key)
+        tenant, rows = registry.get(tenant_id), scored[key]
+        if rows.empty:
+            raise dg.Failure(f"tenant {tenant_id} {day}: no predictions to compare (fix: materialize predictions)")
+        version = str(rows["model_version"].iloc[0])
+        if (tenant_id, version) not in loaded:
+            model = load_served_model(model_registry, tenant_id, version)
+            reference = reference_snapshot(root, tenant_id, model.cutoff)
+            reference[PREDICTION] = model.predict(reference)
+            loaded[(tenant_id, version)], references[(tenant_id, version)] = model, reference
+        model, reference = loaded[(tenant_id, version)], references[(tenant_id, version)]
+        current = snapshots[key].merge(rows[["customer_id", PREDICTION]], on="customer_id", validate="one_to_one")
+        thresholds = monitoring.thresholds(tenant)
+        result = measure_drift(reference, current, thresholds)
+        path = _report_path(root, tenant_id, day)
+        write_atomic(path, result.html.encode())
+        problems = result.problems(thresholds)
+        for name, problem in problems.items():
+            failures[name].append(f"{key}: {problem}")
+        delivery = "none"
+        if problems:
+            delivery = webhook.announce(
+                context.log,
+                OperatorEvent(
+                    "drift_detected", tenant_id, day.isoformat(), "; ".join(problems.values()),
+                    {"model_version": version, "report": str(path), **{k: True for k in problems}},
+                ),
+            )  # fmt: skip
+        context.add_asset_metadata(
+            {
+                "tenant": tenant_id,
+                "model_version": version,
+                "reference_day": str(model.cutoff),
+                "reference_rows": result.reference_rows,
+                "current_rows": result.current_rows,
+                "drifted_share": round(result.drifted_share, 4),
+                "drifted_features": ", ".join(result.drifted_features) or "none",
+                "prediction_psi": round(result.prediction_psi, 4),
+                "alarms": ", ".join(problems) or "none",
+                "event": delivery,
+                "feature_scores": dg.MetadataValue.json({k: round(v, 4) for k, v in result.feature_scores.items()}),
+                "report": dg.MetadataValue.path(str(path)),
+                "scores": dg.MetadataValue.md(
+                    score_histogram_markdown(
+                        reference[PREDICTION].to_numpy(), current[PREDICTION].to_numpy(), f"{tenant_id} {day} scores"
+                    )
+                ),
+            },
+            partition_key=key,
+        )
+        frames[key] = result.frame()
+        context.log.info(
+            f"[{position}/{len(keys)}] {tenant_id} {day}: drifted share {result.drifted_share:.2f}, "
+            f"score PSI {result.prediction_psi:.3f}{'; ' + '; '.join(problems.values()) if problems else ''}"
+        )
+    yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
+    warn = dg.AssetCheckSeverity.WARN
+    yield batch_check_result("feature_drift", failures["feature_drift"], len(keys), "no feature drift", warn)
+    yield batch_check_result("prediction_drift", failures["prediction_drift"], len(keys), "no score drift", warn)
+
+
+def _trend(context, tenant_id: str, day, days: int = 60) -> tuple[list[str], dict[str, list[float]]]:
+    """Realized AUC of the tenant's previous days, from this asset's own materializations."""
+    keys = [tenant_day_key(tenant_id, day - timedelta(days=offset)) for offset in range(days, 0, -1)]
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("realized_performance"), asset_partitions=keys), limit=days * 3
+    ).records
+    latest = {}
+    for record in sorted(records, key=lambda r: r.storage_id):
+        meta = record.asset_materialization.metadata
+        if "realized_auc" in meta:
+            latest[record.partition_key.split("|")[0]] = (meta["realized_auc"].value, meta["holdout_auc"].value)
+    ordered = sorted(latest)
+    return ordered, {"realized": [latest[d][0] for d in ordered], "holdout": [latest[d][1] for d in ordered]}
+
+
+@dg.asset(
+    **tenant_day_asset(GROUP),
+    kinds={"python", "parquet"},
+    deps=[*HISTORY_DEPS, dg.AssetDep("predictions", partition_mapping=SAME_TENANT_ANY_DAY)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "performance_floor",
+            asset="realized_performance",
+            description="Realized AUC of the predictions made H days earlier is above the floor and not far below "
+            "the model's holdout AUC",
+        ),
+        dg.AssetCheckSpec(
+            "beats_predecessor",
+            asset="realized_performance",
+            description="A newly promoted version does at least as well as the version it replaced, on the same "
+            "customers and outcomes (else: automatic rollback)",
+        ),
+    ],
+    description="Once labels mature: AUC, Brier and top-decile precision of the predictions made H days before this "
+    "day against what customers did; during probation also of the replaced version on the same snapshot.",
+)
+def realized_performance(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    tenants: TenantRegistryResource,
+    models: ModelRegistryResource,
+    monitoring: MonitoringPolicyResource,
+    webhook: WebhookResource,
+):
+    from mlops_assets.core.features import labels
+    from mlops_assets.core.history import history_files, read_orders
+    from mlops_assets.core.monitoring import performance_problem, realized_metrics, regressed, trend_markdown
+    from mlops_assets.core.prediction_store import PredictionReader, read_partition
+    from mlops_assets.core.predictions import load_served_model
+    from mlops_assets.core.promotion import PromotionLog
+
+    keys = context.partition_keys
+    root, registry, warehouse = lake.root(), tenants.registry(), tenants.warehouse_url
+    log, reader, model_registry = PromotionLog(warehouse), PredictionReader(warehouse), models.registry()
+    frames, loaded = {}, {}
+    failures: dict[str, list[str]] = {"performance_floor": [], "beats_predecessor": []}
+    for key in keys:
+        tenant_id, day = tenant_and_day(key)
+        tenant = registry.get(tenant_id)
+        thresholds, predicted_on = monitoring.thresholds(tenant), day - timedelta(days=tenant.horizon_days)
+        scored = read_partition(warehouse, tenant_id, predicted_on)
+        files = history_files(root, tenant_id, through=day)
+        if scored.empty or files.through is None or files.through < day:
+            reason = f"no predictions on {predicted_on}" if scored.empty else f"orders only through {files.through}"
+            context.add_asset_metadata({"tenant": tenant_id, "status": f"not evaluated: {reason}"}, partition_key=key)
+            frames[key] = pd.DataFrame(columns=REALIZED_COLUMNS)
+            continue
+        ordered = labels(read_orders(files), predicted_on, tenant.timezone, tenant.horizon_days)
+        outcome = scored["customer_id"].isin(ordered.index).to_numpy()
+        metrics = realized_metrics(scored["repurchase_probability"].to_numpy(float), outcome)
+        version = str(scored["model_version"].iloc[0])
+        holdout_auc = float(
+            (reader.batch(tenant_id, predicted_on) or {}).get("model_metrics", {}).get("holdout_auc", "nan")
+        )
+        predecessor, predecessor_auc = log.promoted_over(tenant_id, version), float("nan")
+        cutoff = model_registry.version(tenant_id, version).tags.get("cutoff") if predecessor else None
+        if predecessor and cutoff and (predicted_on - pd.Timestamp(cutoff).date()).days <= thresholds.probation_days:
+            if (tenant_id, predecessor) not in loaded:
+                loaded[(tenant_id, predecessor)] = load_served_model(model_registry, tenant_id, predecessor)
+            snapshot = read_frame(partition_path(root, "customer_features", tenant_id, predicted_on))
+            snapshot = snapshot.set_index("customer_id").loc[scored["customer_id"]].reset_index()
+            previous = realized_metrics(loaded[(tenant_id, predecessor)].predict(snapshot), outcome)
+            predecessor_auc = previous["auc"]
+        problem = performance_problem(metrics["auc"], holdout_auc, thresholds)
+        regression = regressed(metrics["auc"], predecessor_auc, thresholds)
+        if problem:
+            failures["performance_floor"].append(f"{key}: {problem}")
+        if regression:
+            failures["beats_predecessor"].append(
+                f"{key}: version {version} realized AUC {metrics['auc']:.3f} < version {predecessor} "
+                f"{predecessor_auc:.3f} on the same customers"
+            )
+        delivery = "none"
+        if problem:
+            delivery = webhook.announce(
+                context.log,
+                OperatorEvent(
+                    "performance_below_floor", tenant_id, day.isoformat(), problem, {"model_version": version}
+                ),
+            )
+        days, series = _trend(context, tenant_id, day)
+        row = {
+            "tenant_id": tenant_id, "as_of_date": day, "predicted_on": predicted_on, "model_version": version,
+            **{k: metrics[k] for k in ("customers", "positives", "base_rate", "auc", "brier", "top_decile_precision")},
+            "holdout_auc": holdout_auc, "predecessor_version": predecessor, "predecessor_auc": predecessor_auc,
+        }  # fmt: skip
+        context.add_asset_metadata(
+            {
+                "tenant": tenant_id,
+                "status": "evaluated",
+                "predicted_on": predicted_on.isoformat(),
+                "serving_version": version,
+                "customers": metrics["customers"],
+                "positives": metrics["positives"],
+                "realized_auc": metrics["auc"],
+                "realized_brier": metrics["brier"],
+                "top_decile_precision": metrics["top_decile_precision"],
+                "holdout_auc": holdout_auc,
+                "predecessor_version": predecessor or "none",
+                "predecessor_auc": predecessor_auc,
+                "regressed": regression,
+                "alarms": "performance_floor" if problem else "none",
+                "event": delivery,
+                "trend": dg.MetadataValue.md(
+                    trend_markdown(
+                        [*days, day.isoformat()],
+                        {
+                            "realized AUC": [*series["realized"], metrics["auc"]],
+                            "holdout AUC": [*series["holdout"], holdout_auc],
+                        },
+                        thresholds.auc_floor,
+                        f"{tenant_id}: realized AUC of predictions made {tenant.horizon_days} days earlier",
+                    )
+                ),
+            },
+            partition_key=key,
+        )
+        frames[key] = pd.DataFrame([row], columns=REALIZED_COLUMNS)
+        context.log.info(
+            f"{tenant_id} {day}: predictions of {predicted_on} by v{version}: realized AUC {metrics['auc']:.3f} "
+            f"(holdout {holdout_auc:.3f}){f', v{predecessor} {predecessor_auc:.3f}' if predecessor else ''}"
+        )
+    yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
+    warn = dg.AssetCheckSeverity.WARN
+    yield batch_check_result(
+        "performance_floor", failures["performance_floor"], len(keys), "realized AUC above the floor", warn
+    )
+    yield batch_check_result(
+        "beats_predecessor", failures["beats_predecessor"], len(keys), "no promoted version regressed", warn
+    )
