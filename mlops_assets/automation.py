@@ -548,8 +548,9 @@ class Automation:
         only: list[str] | None = None,
         console_log_level: str = "WARNING",
         on_run: Callable[[dg.RunRequest, dg.ExecuteInProcessResult], None] | None = None,
+        weekly_retrain: bool = True,
     ):
-        self.defs, self.instance, self.registry = defs, instance, registry
+        self.defs, self.instance, self.registry, self.weekly_retrain = defs, instance, registry, weekly_retrain
         self.monitoring = monitoring or MonitoringPolicyResource()
         self.only, self.log_level, self.on_run = only, console_log_level, on_run
         self.cursor = max((r.storage_id for r in _new_records(instance, "realized_performance", 0)), default=0)
@@ -602,7 +603,7 @@ class Automation:
         yesterday = today - timedelta(days=1)
         self.onboard(today)
         self.execute(daily_requests(self.instance, self.registry, yesterday, self.only))
-        if today.isoweekday() % 7 == 0:
+        if self.weekly_retrain and today.isoweekday() == 7:  # WEEKLY_RETRAIN_CRON fires on Sundays
             self.execute(weekly_retrain_requests(self.instance, self.registry, yesterday, self.only))
         self.react()
 

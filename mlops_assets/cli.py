@@ -520,11 +520,13 @@ def predict(
         fail("a predictions run failed (above); nothing was written for its tenant-days")
 
 
-def _automation(only: list[str] | None, dagster_instance, on_run=None):
+def _automation(only: list[str] | None, dagster_instance, on_run=None, weekly_retrain: bool = True):
     from mlops_assets.automation import Automation
     from mlops_assets.definitions import build_defs
 
-    return Automation(build_defs(settings()), dagster_instance, registry(), only=only, on_run=on_run)
+    return Automation(
+        build_defs(settings()), dagster_instance, registry(), only=only, on_run=on_run, weekly_retrain=weekly_retrain
+    )
 
 
 @app.command("backfill")

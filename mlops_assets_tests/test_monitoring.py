@@ -1,0 +1,201 @@
+"""Autonomous operation end to end: a registry row onboards itself, a drift event triggers a retrain that is
+promoted, a planted bad model is rolled back, and the sensors keep their cooldown and run keys. One simulated
+calendar (the daemon's decisions replayed day by day by `Automation`), shared by the tests of this module."""
+
+import json
+import threading
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+
+from mlops_assets.core.synthetic import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets.partitions import daily_partitions
+
+# The tests' partition window is 14 days: onboarding on its first day, drift two days later, a bad model
+# planted a horizon (7 days) before the end. Weekly retrains are off so the sensors alone act.
+LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
+START = date.fromisoformat(daily_partitions.get_first_partition_key())
+DRIFT_DAY = START + timedelta(days=2)
+PLANTED_ON = LAST - timedelta(days=7)
+TENANT = "driftco"
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    events: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        type(self).events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _plant_bad_model(settings):
+    """A recency/frequency model with its signs flipped: it ranks the likeliest customers last."""
+    from mlops_assets.core.baselines import BaselineModel, RecencyFrequencyBaseline
+    from mlops_assets.core.candidates import set_production
+    from mlops_assets.core.model_registry import FallbackModel, ModelRegistry, model_name
+
+    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri)
+    mlflow = registry._activate()
+    inverted = BaselineModel("recency_frequency", RecencyFrequencyBaseline([1.0, -1.0, -0.5, 0.0], -3.0))
+    with mlflow.start_run(experiment_id=registry.experiment_id(TENANT)):
+        logged = mlflow.pyfunc.log_model(name="model", python_model=FallbackModel(inverted), pip_requirements=[])
+    tags = {"model_kind": "fallback", "cutoff": PLANTED_ON.isoformat()}
+    planted = mlflow.register_model(logged.model_uri, model_name(TENANT), tags=tags)
+    outcome = set_production(
+        registry, settings.warehouse_url, TENANT, planted.version, "promote", "planted by the test", "test"
+    )
+    assert outcome.promoted, outcome.reason
+    return str(planted.version)
+
+
+@pytest.fixture(scope="module")
+def calendar(tmp_path_factory):
+    from mlops_assets import cli
+    from mlops_assets.core.registry import Tenant, shopify_settings
+    from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
+    from mlops_assets.settings import Settings
+
+    home = tmp_path_factory.mktemp("calendar") / "mlops"
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    _Hooks.events = []
+    hooks = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    drift = DriftScenario(DRIFT_DAY, rate_factor=0.4, value_factor=10.0)
+    shop = SyntheticShop(ShopSpec(TENANT, customers=2000, seed=7, end=LAST, history_days=450, drift=drift))
+    emulator = ShopApiEmulator({TENANT: EmulatedShop(shop, "shpat_test", LeakyBucket(400, 1000.0))}).start()
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("MLOPS_PROFILE", "MLOPS_LAKE_URL", "MLOPS_WAREHOUSE_URL", "MLOPS_S3_ENDPOINT_URL"):
+            env.delenv(name, raising=False)
+        env.setenv("MLOPS_HOME", str(home))
+        env.setenv("DAGSTER_HOME", str(home / "dagster"))
+        env.setenv("DRIFTCO_TOKEN", "shpat_test")
+        env.setenv("MLOPS_WEBHOOK_URL", f"http://127.0.0.1:{hooks.server_port}/hook")
+        settings = Settings.from_env()
+        cli.registry().add(
+            Tenant(TENANT, "Drift Co", "shopify", shopify_settings(emulator.shop_url(TENANT), "DRIFTCO_TOKEN"),
+                   horizon_days=7)
+        )  # fmt: skip
+        with cli.instance() as instance:
+            from mlops_assets.automation import onboarding_sensor, tenant_registry_sensor
+            from mlops_assets.resources import TenantRegistryResource
+
+            resources = {"tenants": TenantRegistryResource(warehouse_url=settings.warehouse_url)}
+            first_tick = {}
+            for sensor in (tenant_registry_sensor, onboarding_sensor):
+                with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                    first_tick[sensor.name] = sensor(context)
+                if sensor is tenant_registry_sensor:
+                    instance.add_dynamic_partitions("tenants", [TENANT])
+            automation = cli._automation([TENANT], instance, weekly_retrain=False)
+            automation.onboard(START + timedelta(days=1))
+            onboarded = dict(runs=automation.runs_by_stage(), events=list(_Hooks.events))
+            planted = None
+            day = START
+            while day <= LAST:
+                if day == PLANTED_ON:
+                    planted = _plant_bad_model(settings)
+                automation.day(day + timedelta(days=1))
+                day += timedelta(days=1)
+            yield {
+                "settings": settings, "instance": instance, "automation": automation, "first_tick": first_tick,
+                "onboarded": onboarded, "planted": planted, "events": _Hooks.events, "resources": resources,
+            }  # fmt: skip
+    emulator.stop()
+    hooks.shutdown()
+    hooks.server_close()
+
+
+def _metadata(instance, asset: str) -> dict[str, dict]:
+    """Per partition day, the latest materialization's metadata."""
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000, ascending=True).records
+    return {
+        r.partition_key.split("|")[0]: {k: v.value for k, v in r.asset_materialization.metadata.items()}
+        for r in records
+    }
+
+
+def test_a_registry_row_onboards_itself_to_predictions(calendar):
+    from mlops_assets.core.prediction_store import read_partition
+
+    ticks = calendar["first_tick"]
+    assert ticks["tenant_registry_sensor"].dynamic_partitions_requests[0].partition_keys == [TENANT]
+    first = ticks["onboarding_sensor"][0]
+    assert first.job_name == "ingest_history" and first.partition_key == TENANT
+    assert calendar["onboarded"]["runs"] == {"history": 1, "days": 1, "retrain": 1}
+    assert len(read_partition(calendar["settings"].warehouse_url, TENANT, START)) > 1000
+    assert [e["kind"] for e in calendar["onboarded"]["events"]] == ["onboarded"]
+    assert calendar["automation"].failures() == []
+
+
+def test_drift_raises_an_alarm_and_a_retrain_follows_on_its_own(calendar):
+    """Through the emulator an order shows up on the day of its last update (it serves final states), so the
+    alarm comes later than on full information (core/test_monitoring.py: within two days)."""
+    drift = _metadata(calendar["instance"], "drift_report")
+    alarms = sorted(day for day, meta in drift.items() if meta["alarms"] != "none")
+    shares = {
+        day: (meta["model_version"], meta["drifted_share"], meta["prediction_psi"]) for day, meta in drift.items()
+    }
+    assert alarms and DRIFT_DAY.isoformat() <= alarms[0] <= (DRIFT_DAY + timedelta(days=8)).isoformat(), shares
+    retrains = [
+        run for run in calendar["instance"].get_runs(dg.RunsFilter(tags={"mlops/trigger": "drift"}))
+        if run.status == dg.DagsterRunStatus.SUCCESS
+    ]  # fmt: skip
+    assert retrains, "a drift alarm started a retrain on its own"
+    retrained_on = min(run.tags["dagster/asset_partition_range_start"].split("|")[0] for run in retrains)
+    assert retrained_on == alarms[0]
+    decision = _metadata(calendar["instance"], "production_model")[retrained_on]
+    assert decision["trigger"] == "drift" and decision["reason"], decision
+    assert "drift_detected" in [event["kind"] for event in calendar["events"]]
+
+
+def test_realized_performance_is_measured_once_labels_mature(calendar):
+    realized = _metadata(calendar["instance"], "realized_performance")
+    evaluated = {day: meta for day, meta in realized.items() if meta.get("status") == "evaluated"}
+    assert sorted(evaluated) == [(START + timedelta(days=7 + k)).isoformat() for k in range(len(evaluated))]
+    assert len(evaluated) == (LAST - START).days - 6
+    honest = [m["realized_auc"] for m in evaluated.values() if m["serving_version"] != calendar["planted"]]
+    planted = [m for m in evaluated.values() if m["serving_version"] == calendar["planted"]]
+    assert honest and min(honest) > 0.7, honest
+    assert planted and planted[0]["realized_auc"] < 0.5 < planted[0]["predecessor_auc"]
+    assert planted[0]["regressed"] and "![" in realized[LAST.isoformat()]["trend"]
+
+
+def test_a_planted_bad_model_is_rolled_back(calendar):
+    from mlops_assets.core.model_registry import PRODUCTION, ModelRegistry
+    from mlops_assets.core.promotion import PromotionLog
+
+    settings = calendar["settings"]
+    rollbacks = [r for r in PromotionLog(settings.warehouse_url).history(TENANT) if r["action"] == "rollback"]
+    assert [r["previous_version"] for r in rollbacks] == [calendar["planted"]]
+    assert rollbacks[0]["actor"] == "automation:rollback_sensor" and "automatic rollback" in rollbacks[0]["reason"]
+    production = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri).alias_version(
+        TENANT, PRODUCTION
+    )
+    assert production.version == rollbacks[0]["version"] != calendar["planted"]
+    assert "rolled_back" in [event["kind"] for event in calendar["events"]]
+
+
+def test_cooldown_and_run_keys_keep_retrains_to_one(calendar):
+    from mlops_assets.automation import drift_retrain_sensor, rollback_sensor
+    from mlops_assets.resources import MonitoringPolicyResource
+
+    instance, automation = calendar["instance"], calendar["automation"]
+    drift_runs = instance.get_runs(dg.RunsFilter(tags={"mlops/trigger": "drift"}))
+    days = sorted(date.fromisoformat(r.tags["dagster/asset_partition_range_start"].split("|")[0]) for r in drift_runs)
+    assert all((b - a).days >= 7 for a, b in zip(days, days[1:], strict=False)), days
+    assert any("cooldown" in note for note in automation.notes), automation.notes
+    resources = {**calendar["resources"], "monitoring": MonitoringPolicyResource()}
+    before = len(instance.get_runs())
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        replayed = drift_retrain_sensor(context).run_requests
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        replayed += rollback_sensor(context).run_requests
+    automation.execute(replayed)
+    assert len(instance.get_runs()) == before, "replaying every alarm from the start launches nothing twice"
