@@ -194,6 +194,36 @@ def tenants_resume(tenant_id: str):
     _set_status(tenant_id, "active")
 
 
+@tenants_app.command("monitoring")
+def tenants_monitoring(
+    tenant_id: str,
+    settings_: Annotated[
+        list[str], typer.Argument(metavar="[NAME=VALUE]...", help="thresholds to override; none: show them")
+    ] = None,  # noqa: RUF013 - typer's optional variadic argument
+    reset: Annotated[bool, typer.Option(help="drop every override (back to the defaults)")] = False,
+):
+    """Show or override a tenant's monitoring thresholds (drift, performance floor, rollback, cooldown)."""
+    from mlops_assets.resources import MonitoringPolicyResource
+
+    try:
+        current = registry().get(tenant_id)
+        overrides = {} if reset else dict(current.monitoring)
+        for item in settings_ or []:
+            name, sep, value = item.partition("=")
+            if not sep:
+                fail(f"{item!r} must look like NAME=VALUE, e.g. cooldown_days=3")
+            overrides[name.strip()] = value.strip()
+        if reset or settings_:
+            current = registry().set_monitoring(tenant_id, overrides)
+    except (InvalidTenantId, RegistryError) as exc:
+        fail(str(exc))
+    table = Table("threshold", "value", "source")
+    thresholds = MonitoringPolicyResource().thresholds(current)
+    for name in thresholds.names():
+        table.add_row(name, str(getattr(thresholds, name)), "tenant" if name in current.monitoring else "default")
+    console.print(table)
+
+
 api_key_app = typer.Typer(no_args_is_help=True, help="A tenant's API keys (the API and the dashboard login).")
 tenants_app.add_typer(api_key_app, name="api-key")
 

@@ -53,6 +53,13 @@ def test_tenants_add_list_remove(mlops_home, monkeypatch):
     listed = json.loads(mlops("tenants", "list", "--json").output)
     assert listed["source_settings"]["token_env"] == "ACME_TOKEN" and listed["currency"] == "EUR"
     assert "shpat_do_not_print" not in mlops("tenants", "list").output + mlops("tenants", "list", "--json").output
+    tuned = mlops("tenants", "monitoring", "acme", "cooldown_days=3", "auc_floor=0.55")
+    assert tuned.exit_code == 0 and json.loads(mlops("tenants", "list", "--json").output)["monitoring"] == {
+        "cooldown_days": 3, "auc_floor": 0.55
+    }  # fmt: skip
+    refused = mlops("tenants", "monitoring", "acme", "cooldown=3")
+    assert refused.exit_code == 2 and "tenant acme: unknown monitoring setting 'cooldown'" in refused.output
+    assert "tenant" not in mlops("tenants", "monitoring", "acme", "--reset").output.split("cooldown_days")[1][:40]
     assert mlops("tenants", "pause", "acme").exit_code == 0
     assert json.loads(mlops("tenants", "list", "--json").output)["status"] == "paused"
     assert mlops("tenants", "remove", "acme").exit_code == 0

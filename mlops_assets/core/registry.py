@@ -174,7 +174,11 @@ class TenantRegistry:
 
     def set_monitoring(self, tenant_id: str, overrides: dict[str, Any]) -> Tenant:
         """Replace the tenant's monitoring threshold overrides (an empty dict restores the defaults)."""
-        return self._update(tenant_id, monitoring=dict(overrides))
+        try:
+            typed = MonitoringThresholds().overridden(tenant_id, overrides)
+        except MonitoringSettingError as exc:
+            raise RegistryError(str(exc)) from exc
+        return self._update(tenant_id, monitoring={name: getattr(typed, name) for name in overrides})
 
     def _update(self, tenant_id: str, **changes) -> Tenant:
         tenant = _validated(Tenant(**{**asdict(self.get(tenant_id)), **changes}))
