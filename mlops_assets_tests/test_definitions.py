@@ -19,6 +19,8 @@ EXPECTED_ASSETS = {
     "candidate_model": ("training", TENANT_DAY, {"training_set"}),
     "production_model": ("training", TENANT_DAY, {"candidate_model", "training_set"}),
     "predictions": ("predictions", TENANT_DAY, {"customer_features", "production_model"}),
+    "drift_report": ("monitoring", TENANT_DAY, {"customer_features", "predictions"}),
+    "realized_performance": ("monitoring", TENANT_DAY, {"raw_orders", "raw_orders_history", "predictions"}),
 }
 ORDER_GATES = {
     "schema_valid": True, "unique_ids": True, "non_negative_amounts": True, "currency_matches_tenant": True,
@@ -40,6 +42,8 @@ EXPECTED_CHECKS = {
         "no_nan": True,
         "model_recorded": True,
     },
+    "drift_report": {"feature_drift": False, "prediction_drift": False},
+    "realized_performance": {"performance_floor": False, "beats_predecessor": False},
 }
 
 
@@ -83,8 +87,20 @@ def test_resources_and_sensors():
         "shop_api",
         "models",
         "policy",
+        "monitoring",
+        "webhook",
     }
-    assert [sensor.name for sensor in defs.sensors] == ["tenant_registry_sensor"]
+    assert {sensor.name for sensor in defs.sensors} == {
+        "tenant_registry_sensor", "onboarding_sensor", "drift_retrain_sensor", "rollback_sensor",
+    }  # fmt: skip
+    assert {schedule.name: schedule.cron_schedule for schedule in defs.schedules} == {
+        "daily_cycle_schedule": "0 11 * * *",
+        "weekly_retrain_schedule": "0 13 * * 0",
+    }
+    repository = defs.get_repository_def()
+    assert {job.name for job in repository.get_all_jobs()} >= {
+        "daily_cycle", "retrain", "ingest_days", "ingest_history", "rollback",
+    }  # fmt: skip
     defs.validate_loadable(defs)
 
 
