@@ -311,12 +311,18 @@ def drift_retrain_requests(
         _in_flight_retrains(instance),
         set(registry.list_ids(status="active")),
     )
+    last_drift_retrain: dict[str, date] = {}
+    for run in instance.get_runs(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}), limit=10_000):
+        day, tenant_id = run.tags[ASSET_PARTITION_RANGE_START_TAG].split("|")
+        last_drift_retrain[tenant_id] = max(last_drift_retrain.get(tenant_id, date.min), date.fromisoformat(day))
     requests, notes = [], []
     for tenant_id, (day, reasons) in sorted(alarms.items()):
         if tenant_id not in active:
             continue
         cooldown = monitoring.thresholds(registry.get(tenant_id)).cooldown_days
-        refusal = retrain_refusal(day, last_trained.get(tenant_id), cooldown, tenant_id in busy)
+        refusal = retrain_refusal(
+            day, last_trained.get(tenant_id), last_drift_retrain.get(tenant_id), cooldown, tenant_id in busy
+        )
         if refusal:
             notes.append(f"{tenant_id} {day} ({', '.join(sorted(reasons))}): no retrain, {refusal}")
             continue
@@ -405,12 +411,6 @@ def onboarding_requests(
                 )
             )  # fmt: skip
     return requests, notes
-
-
-def _result(requests: list, notes: list[str] | None = None, cursor: int | None = None, skip: str = ""):
-    if not requests and cursor is None:
-        return dg.SkipReason("; ".join(notes or []) or skip)
-    return dg.SensorResult(run_requests=requests, cursor=None if cursor is None else str(cursor))
 
 
 @dg.schedule(

@@ -117,6 +117,7 @@ class ModelPolicyResource(dg.ConfigurableResource):
             self.max_single_row_p99_ms,
             self.max_batch_10k_ms,
             self.max_peak_memory_mb,
+            refresh_fallback=after_drift,
         )
 
     def bands(self):

@@ -180,9 +180,10 @@ def emulator_factory():
 
     started = []
 
-    def start(shops: dict, faults=None, token: str = "shpat_test_token", bucket=(40, 2.0)):
+    def start(shops: dict, faults=None, token: str = "shpat_test_token", bucket=(40, 2.0), as_of_request=False):
         emulator = ShopApiEmulator(
-            {name: EmulatedShop(shop, token, LeakyBucket(*bucket)) for name, shop in shops.items()}, faults=faults
+            {name: EmulatedShop(shop, token, LeakyBucket(*bucket), as_of_request) for name, shop in shops.items()},
+            faults=faults,
         ).start()
         started.append(emulator)
         return emulator

@@ -237,8 +237,10 @@ def promote_candidate(
     record = functools.partial(log.record, tenant_id, name, version=version, run_id=run_id)
     if not decision.promote:
         record(alias=STAGING, previous=None, action="refuse", reason=decision.reason, metrics=decision.metrics)
-        if current is None and register_fallback is not None:
-            fallback = register_fallback(f"no production model yet and the candidate was refused: {decision.reason}")
+        refresh = current is not None and production_is_fallback and policy.refresh_fallback
+        if (current is None or refresh) and register_fallback is not None:
+            why = "a drift retrain refreshes the fallback" if refresh else "no production model yet"
+            fallback = register_fallback(f"{why} and the candidate was refused: {decision.reason}")
             outcome = promote_candidate(
                 registry, warehouse_url, tenant_id, fallback.frame().iloc[0], training_frame, policy
             )

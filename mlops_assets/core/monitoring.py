@@ -236,10 +236,16 @@ def trend_markdown(days: list[str], series: dict[str, list[float]], floor: float
     return _png_markdown(figure, title)
 
 
-def retrain_refusal(alarm_day, last_trained, cooldown_days: int, in_flight: bool) -> str | None:
-    """Why an alarm on `alarm_day` must not start a retrain; None when it should."""
+def retrain_refusal(alarm_day, last_trained, last_drift_retrain, cooldown_days: int, in_flight: bool) -> str | None:
+    """Why an alarm on `alarm_day` must not start a retrain; None when it should.
+
+    Any training at or after the alarm day already answers it; the cooldown counts from the last
+    drift-triggered retrain only, so a weekly retrain just before a drift does not delay the response.
+    """
     if in_flight:
         return "a retrain of this tenant is already queued or running"
-    if last_trained is not None and (alarm_day - last_trained).days < cooldown_days:
-        return f"cooldown: last trained at cutoff {last_trained}, {cooldown_days} days must pass"
+    if last_trained is not None and last_trained >= alarm_day:
+        return f"already trained at cutoff {last_trained}"
+    if last_drift_retrain is not None and (alarm_day - last_drift_retrain).days < cooldown_days:
+        return f"cooldown: last drift retrain at cutoff {last_drift_retrain}, {cooldown_days} days must pass"
     return None

@@ -29,6 +29,7 @@ class PromotionPolicy:
     max_single_row_p99_ms: float = 100.0
     max_batch_10k_ms: float = 2000.0
     max_peak_memory_mb: float = 512.0
+    refresh_fallback: bool = False  # a baseline fallback may replace an older fallback (after drift)
 
 
 @dataclass
@@ -50,6 +51,10 @@ def staging_decision(
     if fallback:
         if production_auc is None:
             return Decision(True, "cold start: no production model yet, the flagged baseline fallback serves", metrics)
+        if production_is_fallback and policy.refresh_fallback:
+            return Decision(
+                True, "the baseline fallback refitted on data through the alarm replaces the older one", metrics
+            )
         return Decision(False, "cold start fallback never replaces an existing production model", metrics)
     if not np.isfinite(candidate_auc):
         return Decision(False, "candidate holdout AUC is not a number (one class only in the holdout?)", metrics)

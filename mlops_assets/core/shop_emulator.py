@@ -66,6 +66,9 @@ class LeakyBucket:
             return True, int(np.ceil(self._level)), 0.0
 
 
+NEVER = 2**53  # seconds; exact as a float, so it survives pandas' NaN filling
+
+
 @dataclass
 class _Table:
     """One resource of one shop, sorted by (updated_at, id) so filters and cursors are slices."""
@@ -74,27 +77,38 @@ class _Table:
     updated_s: np.ndarray
     created_s: np.ndarray
     ids: np.ndarray
+    superseded_s: np.ndarray  # when the next version of the same record appeared (never: NEVER)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, id_column: str) -> _Table:
         frame = frame.sort_values(["updated_at", id_column], ignore_index=True)
+        updated_s = frame["updated_at"].astype("int64").to_numpy() // 10**9
+        ids = frame[id_column].to_numpy(np.int64)
+        superseded = pd.Series(updated_s).groupby(ids).shift(-1).fillna(NEVER)
         return cls(
             frame=frame,
-            updated_s=frame["updated_at"].astype("int64").to_numpy() // 10**9,
+            updated_s=updated_s,
             created_s=frame["created_at"].astype("int64").to_numpy() // 10**9,
-            ids=frame[id_column].to_numpy(np.int64),
+            ids=ids,
+            superseded_s=superseded.to_numpy(np.int64),
         )
 
 
 @dataclass
 class EmulatedShop:
+    """`as_of_request=True` answers as the shop did at the request's `updated_at_max` (an order placed on day d
+    and fulfilled on d+3 is returned for d as placed, and for d+3 as fulfilled): a replay of days that were
+    ingested daily. By default every record is served in its final state, as a real shop answers a backfill."""
+
     shop: SyntheticShop
     token: str
     bucket: LeakyBucket = field(default_factory=LeakyBucket)
+    as_of_request: bool = False
 
     def __post_init__(self):
+        orders = self.shop.order_versions() if self.as_of_request else self.shop.orders
         self.tables = {
-            "orders": _Table.of(self.shop.orders, "order_id"),
+            "orders": _Table.of(orders, "order_id"),
             "customers": _Table.of(self.shop.customers, "customer_id"),
         }
 
@@ -295,6 +309,8 @@ class ShopApiEmulator:
         start = 0 if lo is None else int(np.searchsorted(table.updated_s, lo, side="left"))
         stop = len(table.updated_s) if hi is None else int(np.searchsorted(table.updated_s, hi, side="right"))
         positions = np.arange(start, max(start, stop))
+        as_of = NEVER - 1 if hi is None else hi
+        positions = positions[table.superseded_s[positions] > as_of]
         if "created_at_min" in filters:
             positions = positions[
                 table.created_s[positions] >= _parse_time(filters["created_at_min"], zone, "created_at_min")

@@ -283,6 +283,20 @@ class SyntheticShop:
         )
         return to_frame("orders", orders)
 
+    def order_versions(self) -> pd.DataFrame:
+        """Each order as placed (unfulfilled, nothing cancelled or refunded) and, when it changed later, in its
+        final state: what a shop's API returned on the day of each version, for replays of days ingested daily."""
+        changed = self.orders.loc[self.orders["updated_at"] > self.orders["created_at"]]
+        placed = changed.assign(
+            updated_at=changed["created_at"],
+            cancelled_at=pd.NaT,
+            refunded_at=pd.NaT,
+            total_refunded=0.0,
+            financial_status="paid",
+            fulfillment_status=None,
+        )
+        return pd.concat([self.orders, placed], ignore_index=True)
+
     @cached_property
     def end_utc(self) -> pd.Timestamp:
         return self._timestamps(np.array([float(self._days)]))[0]

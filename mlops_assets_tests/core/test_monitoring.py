@@ -83,10 +83,12 @@ def test_realized_metrics_and_the_rules_on_them():
 
 def test_cooldown_and_in_flight_rules():
     day = date(2026, 11, 10)
-    assert retrain_refusal(day, None, 7, False) is None
-    assert retrain_refusal(day, day - timedelta(days=7), 7, False) is None
-    assert "cooldown" in retrain_refusal(day, day - timedelta(days=6), 7, False)
-    assert "already queued" in retrain_refusal(day, None, 7, True)
+    assert retrain_refusal(day, None, None, 7, False) is None
+    assert retrain_refusal(day, day - timedelta(days=2), None, 7, False) is None, "a weekly retrain does not delay it"
+    assert "already trained" in retrain_refusal(day, day, None, 7, False)
+    assert retrain_refusal(day, day - timedelta(days=7), day - timedelta(days=7), 7, False) is None
+    assert "cooldown" in retrain_refusal(day, day - timedelta(days=6), day - timedelta(days=6), 7, False)
+    assert "already queued" in retrain_refusal(day, None, None, 7, True)
 
 
 def test_tenant_overrides_are_validated_with_the_fix():

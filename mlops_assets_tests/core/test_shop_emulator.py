@@ -1,5 +1,6 @@
 """The emulator behaves like the Shopify Admin REST API where a client can get it wrong."""
 
+import pandas as pd
 import requests
 
 from mlops_assets.core.shop_emulator import LeakyBucket
@@ -83,3 +84,26 @@ def test_bucket_leaks_at_its_rate():
 
     time.sleep(0.01)
     assert bucket.take()[0]
+
+
+def test_replay_mode_answers_as_the_shop_did_on_the_day(emulator_factory, small_shop):
+    """An order refunded days after it was placed: the day it was placed returns it as placed, the refund's
+    day in its final state, and a sweep without `updated_at_max` only the final state."""
+    orders = small_shop.orders
+    refunded = orders[orders["refunded_at"].notna() & (orders["refunded_at"] < "2026-10-01")].iloc[0]
+    emulator = emulator_factory({"acme": small_shop}, bucket=(400, 1000.0), as_of_request=True)
+
+    def day_of(order_id: int, start, end) -> list[dict]:
+        params = {"status": "any", "limit": 250, "ids": str(order_id)}
+        if start is not None:
+            params |= {"updated_at_min": start.isoformat(), "updated_at_max": end.isoformat()}
+        return requests.get(orders_url(emulator), params=params, headers=TOKEN, timeout=5).json()["orders"]
+
+    placed = refunded["created_at"].floor("D")
+    as_placed = day_of(refunded["order_id"], placed, placed + pd.Timedelta(days=1) - pd.Timedelta(seconds=1))
+    assert len(as_placed) == 1 and as_placed[0]["refunds"] == []
+    assert as_placed[0]["financial_status"] == "paid" and as_placed[0]["updated_at"] == as_placed[0]["created_at"]
+    changed = refunded["updated_at"].floor("D")
+    final = day_of(refunded["order_id"], changed, changed + pd.Timedelta(days=1) - pd.Timedelta(seconds=1))
+    assert len(final) == 1 and len(final[0]["refunds"]) == 1 and final[0]["financial_status"] != "paid"
+    assert [o["financial_status"] for o in day_of(refunded["order_id"], None, None)] == [final[0]["financial_status"]]
