@@ -151,7 +151,8 @@ class WebhookResource(dg.ConfigurableResource):
 
     def announce(self, log, event: OperatorEvent) -> str:
         """Log the event and post it; returns the delivery status for metadata."""
-        log.warning(f"[{event.kind}] {event.tenant_id} {event.day}: {event.message}")
+        notice = log.warning if event.kind in ("drift_detected", "performance_below_floor", "rolled_back") else log.info
+        notice(f"[{event.kind}] {event.tenant_id} {event.day}: {event.message}")
         status = deliver(event, self.url)
         if status.startswith("webhook delivery failed"):
             log.warning(f"{event.kind} for {event.tenant_id}: {status}")
