@@ -267,7 +267,7 @@ def api_key_list(tenant_id: str):
     console.print(table)
 
 
-def _build_emulator(shops, host: str, port: int, token: str, faults=None, bucket=(40, 2.0)):
+def _build_emulator(shops, host: str, port: int, token: str, faults=None, bucket=(40, 2.0), as_of_request=False):
     from tqdm import tqdm
 
     from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
@@ -275,7 +275,7 @@ def _build_emulator(shops, host: str, port: int, token: str, faults=None, bucket
 
     emulated = {}
     for spec in tqdm(shops, desc="generating shops", unit="shop", disable=None):
-        emulated[spec.name] = EmulatedShop(SyntheticShop(spec), token, LeakyBucket(*bucket))
+        emulated[spec.name] = EmulatedShop(SyntheticShop(spec), token, LeakyBucket(*bucket), as_of_request)
     try:
         return ShopApiEmulator(emulated, host=host, port=port, faults=faults), emulated
     except OSError as exc:
@@ -303,6 +303,9 @@ def shop_emulator(
     malformed_record_rate: float = 0.0,
     bucket_capacity: int = 40,
     leak_per_s: float = 2.0,
+    as_of_request: Annotated[
+        bool, typer.Option(help="answer as the shop did at updated_at_max (replays of past days), not final states")
+    ] = False,
 ):
     """Serve synthetic shops with the Shopify Admin REST API shape; the token is read from $MLOPS_EMULATOR_TOKEN."""
     from mlops_assets.core.shop_emulator import Faults
@@ -329,7 +332,9 @@ def shop_emulator(
             fail(f"--shop {item!r}: {exc}")
     specs = specs or demo_shop_specs(end)
     faults = Faults(error_rate, latency_ms, drop_rate, malformed_body_rate, malformed_record_rate)
-    emulator, _ = _build_emulator(specs, host, port, _emulator_token(), faults, (bucket_capacity, leak_per_s))
+    emulator, _ = _build_emulator(
+        specs, host, port, _emulator_token(), faults, (bucket_capacity, leak_per_s), as_of_request
+    )
     for spec in specs:
         console.print(
             f"{spec.name}: {emulator.shop_url(spec.name)}  "
