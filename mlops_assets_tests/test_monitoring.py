@@ -210,3 +210,31 @@ def test_cooldown_and_run_keys_keep_retrains_to_one(calendar):
         replayed += rollback_sensor(context).run_requests
     automation.execute(replayed)
     assert len(instance.get_runs()) == before, "replaying every alarm from the start launches nothing twice"
+
+
+def test_backfill_cli_onboards_and_runs_every_day(mlops_home, emulator_factory, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlops_assets.cli import app
+    from mlops_assets.core.prediction_store import read_partition
+    from mlops_assets.settings import Settings
+
+    shop = SyntheticShop(ShopSpec("smallco", customers=600, seed=3, end=LAST, history_days=400))
+    emulator = emulator_factory({"smallco": shop}, bucket=(400, 1000.0), as_of_request=True)
+    monkeypatch.setenv("SMALLCO_TOKEN", "shpat_test_token")
+    runner = CliRunner()
+    added = runner.invoke(
+        app, ["tenants", "add", "smallco", "--shop-url", emulator.shop_url("smallco"), "--token-env", "SMALLCO_TOKEN"]
+    )
+    assert added.exit_code == 0, added.output
+    first = LAST - timedelta(days=2)
+    done = runner.invoke(app, ["backfill", "smallco", "--from", first.isoformat(), "--to", LAST.isoformat()])
+    assert done.exit_code == 0, done.output
+    assert "smallco:" in done.output and "predictions for" in done.output
+    for stage in ("history", "days", "retrain", "daily"):
+        assert stage in done.output
+    assert len(read_partition(Settings.from_env().warehouse_url, "smallco", LAST)) > 300
+    again = runner.invoke(app, ["backfill", "smallco", "--from", first.isoformat(), "--to", LAST.isoformat()])
+    assert again.exit_code == 0 and "history" not in again.output, "run keys: nothing runs twice"
+    unknown = runner.invoke(app, ["backfill", "nobody", "--from", first.isoformat()])
+    assert unknown.exit_code == 2 and "tenant nobody is not registered" in unknown.output
