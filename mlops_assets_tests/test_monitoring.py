@@ -238,3 +238,19 @@ def test_backfill_cli_onboards_and_runs_every_day(mlops_home, emulator_factory, 
     assert again.exit_code == 0 and "history" not in again.output, "run keys: nothing runs twice"
     unknown = runner.invoke(app, ["backfill", "nobody", "--from", first.isoformat()])
     assert unknown.exit_code == 2 and "tenant nobody is not registered" in unknown.output
+
+
+def test_schedules_request_batched_runs_for_onboarded_tenants(calendar):
+    from datetime import UTC, datetime, time
+
+    from mlops_assets.automation import daily_cycle_schedule, weekly_retrain_schedule
+
+    tick = datetime.combine(LAST + timedelta(days=1), time(11), UTC)
+    for schedule, job_name in ((daily_cycle_schedule, "daily_cycle"), (weekly_retrain_schedule, "retrain")):
+        context = dg.build_schedule_context(
+            instance=calendar["instance"], scheduled_execution_time=tick, resources=calendar["resources"]
+        )
+        (request,) = schedule(context)
+        assert request.job_name == job_name and request.run_key.endswith(f"{LAST}-{TENANT}-{TENANT}")
+        assert request.tags["dagster/asset_partition_range_start"] == f"{LAST}|{TENANT}"
+        assert request.tags["dagster/asset_partition_range_end"] == f"{LAST}|{TENANT}"
