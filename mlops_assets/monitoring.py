@@ -12,6 +12,7 @@ import pandas as pd
 
 from mlops_assets.core.events import OperatorEvent
 from mlops_assets.core.lake import partition_path, read_frame, write_atomic
+from mlops_assets.core.prediction_store import record_monitoring
 from mlops_assets.ingestion import HISTORY_DEPS
 from mlops_assets.partitions import (
     SAME_TENANT_ANY_DAY,
@@ -148,6 +149,11 @@ def drift_report(
             },
             partition_key=key,
         )
+        record_monitoring(
+            tenants.warehouse_url, tenant_id, day, model_version=version, reference_day=str(model.cutoff),
+            drifted_share=result.drifted_share, drifted_features=", ".join(result.drifted_features),
+            prediction_psi=result.prediction_psi, drift_alarms=", ".join(problems) or "none",
+        )  # fmt: skip
         frames[key] = result.frame()
         context.log.info(
             f"[{position}/{len(keys)}] {tenant_id} {day}: drifted share {result.drifted_share:.2f}, "
@@ -296,6 +302,11 @@ def realized_performance(
             },
             partition_key=key,
         )
+        record_monitoring(
+            warehouse, tenant_id, day, predicted_on=predicted_on, realized_model_version=version,
+            realized_auc=metrics["auc"], realized_brier=metrics["brier"],
+            top_decile_precision=metrics["top_decile_precision"], holdout_auc=holdout_auc,
+        )  # fmt: skip
         frames[key] = pd.DataFrame([row], columns=REALIZED_COLUMNS)
         context.log.info(
             f"{tenant_id} {day}: predictions of {predicted_on} by v{version}: realized AUC {metrics['auc']:.3f} "

@@ -176,6 +176,11 @@ def test_realized_performance_after_the_retrain_is_no_worse_than_the_replaced_mo
     planted = [m for m in evaluated.values() if m["serving_version"] == calendar["planted"]]
     assert planted and planted[0]["realized_auc"] < 0.5 < planted[0]["predecessor_auc"]
     assert planted[0]["regressed"] and "![" in realized[LAST.isoformat()]["trend"]
+    from mlops_assets.core.prediction_store import PredictionReader
+
+    summaries = PredictionReader(calendar["settings"].warehouse_url).monitoring(TENANT)
+    assert len(summaries) == (LAST - START).days + 1, "the dashboard gets a drift summary for every day"
+    assert [s["as_of_date"].isoformat() for s in summaries if s["realized_auc"] is not None] == sorted(evaluated)
 
 
 def test_a_planted_bad_model_is_rolled_back(calendar):

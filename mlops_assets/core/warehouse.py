@@ -107,6 +107,26 @@ api_keys_table = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
 
+monitoring_days_table = sa.Table(
+    "monitoring_days",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("as_of_date", sa.Date, primary_key=True),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("reference_day", sa.String(10)),
+    sa.Column("drifted_share", sa.Float),
+    sa.Column("drifted_features", sa.Text),
+    sa.Column("prediction_psi", sa.Float),
+    sa.Column("drift_alarms", sa.Text),
+    sa.Column("predicted_on", sa.Date),
+    sa.Column("realized_model_version", sa.String(32)),
+    sa.Column("realized_auc", sa.Float),
+    sa.Column("realized_brier", sa.Float),
+    sa.Column("top_decile_precision", sa.Float),
+    sa.Column("holdout_auc", sa.Float),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 migrations_table = sa.Table(
     "mlops_schema_migrations",
     metadata,
@@ -124,6 +144,7 @@ MIGRATIONS: list[Migration] = [
     (4, "prediction batch summaries", lambda conn: prediction_batches_table.create(conn, checkfirst=True)),
     (5, "tenant API keys", lambda conn: api_keys_table.create(conn, checkfirst=True)),
     (6, "per-tenant monitoring thresholds", lambda conn: _add_column(conn, tenants_table, "monitoring")),
+    (7, "daily monitoring summaries", lambda conn: monitoring_days_table.create(conn, checkfirst=True)),
 ]
 
 

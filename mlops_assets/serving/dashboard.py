@@ -143,6 +143,9 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
     if batch is None:
         return page(request, "overview.html", principal, batch=None)
     trend = request.app.state.reader.batches(principal.tenant_id)
+    monitored = request.app.state.reader.monitoring(principal.tenant_id)
+    drift = next((m for m in monitored if m["as_of_date"] == batch["as_of_date"] and m["drift_alarms"]), None)
+    realized = [m for m in monitored if m["realized_auc"] is not None and m["as_of_date"] <= batch["as_of_date"]]
     counts = batch["band_counts"]
     bins = len(batch["histogram"])
     return page(
@@ -163,6 +166,13 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
             [(b["as_of_date"].isoformat(), b["band_counts"]["high"] / max(1, b["customers"])) for b in trend],
             "share of customers at high churn risk",
         ),
+        drift=drift,
+        realized=realized[-1] if realized else None,
+        realized_chart=charts.line(
+            [(m["as_of_date"].isoformat(), m["realized_auc"]) for m in realized], "realized AUC", 0.0, 1.0
+        )
+        if realized
+        else None,
     )
 
 

@@ -184,3 +184,30 @@ def test_a_dropped_warehouse_connection_is_one_503_then_recovers(served, postgre
     lost = client.get(path, headers=headers)
     assert lost.status_code == 503 and lost.headers["retry-after"] == "1" and "retry" in lost.json()["detail"]
     assert client.get(path, headers=headers).status_code == 200
+
+
+def test_dashboard_shows_the_tenants_own_drift_and_realized_performance(world):
+    from mlops_assets.core.prediction_store import record_monitoring
+
+    client, url = world["client"], world["url"]
+    record_monitoring(
+        url, SERVED_TENANT, TEST_END, model_version="3", reference_day="2026-10-24", drifted_share=0.16,
+        drifted_features="spend_7d, last_order_value", prediction_psi=0.012, drift_alarms="feature_drift",
+    )  # fmt: skip
+    record_monitoring(
+        url, SERVED_TENANT, TEST_END, predicted_on=TEST_END - timedelta(days=30), realized_model_version="2",
+        realized_auc=0.8123, realized_brier=0.1, top_decile_precision=0.61, holdout_auc=float("nan"),
+    )  # fmt: skip
+    assert PredictionReader(url).monitoring(SERVED_TENANT)[-1]["drift_alarms"] == "feature_drift", (
+        "merged, not replaced"
+    )
+    assert client.post("/login", data={"api_key": world["key"]}).status_code == 200
+    page = client.get("/dashboard").text
+    assert 'data-testid="drift-status">alarm (feature_drift)' in page and "spend_7d, last_order_value" in page
+    assert 'data-testid="realized-auc">0.812<' in page and "holdout n/a" in page
+    earlier = client.get("/dashboard", params={"date": (TEST_END - timedelta(days=1)).isoformat()}).text
+    assert "No drift report for this day yet" in earlier
+    client.post("/logout")
+    assert client.post("/login", data={"api_key": world["other_key"]}).status_code == 200
+    theirs = client.get("/dashboard").text
+    assert "No drift report for this day yet" in theirs and "0.812" not in theirs
