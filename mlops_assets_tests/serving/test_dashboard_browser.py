@@ -16,7 +16,7 @@ import requests
 
 from mlops_assets.core.api_keys import ApiKeys
 from mlops_assets.core.features import customer_features
-from mlops_assets.core.prediction_store import PredictionReader, write_partition
+from mlops_assets.core.prediction_store import PredictionReader, record_monitoring, write_partition
 from mlops_assets.core.predictions import batch_summary, score_snapshot
 from mlops_assets_tests.conftest import SERVED_TENANT, TEST_END, _free_port, wait_until
 
@@ -39,6 +39,15 @@ def dashboard(served, mlops_home):
         snapshot = served["snapshot"] if offset == 0 else customer_features(served["history"], day, "UTC", 30)
         frame = score_snapshot(served["model"], snapshot, day, "sha256:features", f"run-{day}", served["created"])
         write_partition(warehouse, SERVED_TENANT, day, frame, batch_summary(frame), f"run-{day}")
+        drifted = offset == 0
+        record_monitoring(
+            warehouse, SERVED_TENANT, day, model_version=served["model"].version, reference_day=str(TEST_END),
+            drifted_share=0.16 if drifted else 0.0, drifted_features="spend_7d, orders_7d, last_order_value"
+            if drifted else "", prediction_psi=0.02 if drifted else 0.004,
+            drift_alarms="feature_drift" if drifted else "none",
+            predicted_on=day - timedelta(days=30), realized_model_version=served["model"].version,
+            realized_auc=0.80 + 0.005 * offset, realized_brier=0.12, top_decile_precision=0.62, holdout_auc=0.83,
+        )  # fmt: skip
     _, key = ApiKeys(warehouse).create(SERVED_TENANT, "browser test")
     port = _free_port()
     server = subprocess.Popen(
@@ -87,7 +96,9 @@ def test_login_overview_filter_customer(dashboard, tmp_path):
             expect(page.get_by_test_id(f"band-{band}")).to_have_text(str(batch["band_counts"][band]))
         expect(page.get_by_test_id("model")).to_contain_text(f"version {batch['model_version']}")
         expect(page.get_by_test_id("holdout-auc")).to_have_text(f"{batch['model_metrics']['holdout_auc']:.3f}")
-        assert page.locator("svg.chart").count() == 4 and page.locator("svg.chart polyline").count() == 2
+        expect(page.get_by_test_id("drift-status")).to_have_text("alarm (feature_drift)")
+        expect(page.get_by_test_id("realized-auc")).to_have_text("0.800")
+        assert page.locator("svg.chart").count() == 5 and page.locator("svg.chart polyline").count() == 3
         cookies = {c["name"]: c for c in page.context.cookies()}
         assert cookies["mlops_session"]["httpOnly"] and cookies["mlops_session"]["sameSite"] == "Strict"
         page.screenshot(path=str(shots / "dashboard-overview.png"), full_page=True)
