@@ -96,7 +96,7 @@ def drift_report(
     snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}
     scored = predictions if len(keys) > 1 else {keys[0]: predictions}
     root, registry, model_registry = lake.root(), tenants.registry(), models.registry()
-    loaded, references, frames = {}, {}, {}
+    references, frames = {}, {}
     failures: dict[str, list[str]] = {"feature_drift": [], "prediction_drift": []}
     for position, key in enumerate(keys, start=1):
         tenant_id, day = tenant_and_day(key)
@@ -104,12 +104,12 @@ def drift_report(
         if rows.empty:
             raise dg.Failure(f"tenant {tenant_id} {day}: no predictions to compare (fix: materialize predictions)")
         version = str(rows["model_version"].iloc[0])
-        if (tenant_id, version) not in loaded:
-            model = load_served_model(model_registry, tenant_id, version)
+        model = load_served_model(model_registry, tenant_id, version)
+        if (tenant_id, version) not in references:
             reference = reference_snapshot(root, tenant_id, model.cutoff)
             reference[PREDICTION] = model.predict(reference)
-            loaded[(tenant_id, version)], references[(tenant_id, version)] = model, reference
-        model, reference = loaded[(tenant_id, version)], references[(tenant_id, version)]
+            references[(tenant_id, version)] = reference
+        reference = references[(tenant_id, version)]
         current = snapshots[key].merge(rows[["customer_id", PREDICTION]], on="customer_id", validate="one_to_one")
         thresholds = monitoring.thresholds(tenant)
         result = measure_drift(reference, current, thresholds)
@@ -219,7 +219,7 @@ def realized_performance(
     keys = context.partition_keys
     root, registry, warehouse = lake.root(), tenants.registry(), tenants.warehouse_url
     log, reader, model_registry = PromotionLog(warehouse), PredictionReader(warehouse), models.registry()
-    frames, loaded = {}, {}
+    frames = {}
     failures: dict[str, list[str]] = {"performance_floor": [], "beats_predecessor": []}
     for key in keys:
         tenant_id, day = tenant_and_day(key)
@@ -242,11 +242,10 @@ def realized_performance(
         predecessor, predecessor_auc = log.promoted_over(tenant_id, version), float("nan")
         cutoff = model_registry.version(tenant_id, version).tags.get("cutoff") if predecessor else None
         if predecessor and cutoff and (predicted_on - pd.Timestamp(cutoff).date()).days <= thresholds.probation_days:
-            if (tenant_id, predecessor) not in loaded:
-                loaded[(tenant_id, predecessor)] = load_served_model(model_registry, tenant_id, predecessor)
+            replaced = load_served_model(model_registry, tenant_id, predecessor)
             snapshot = read_frame(partition_path(root, "customer_features", tenant_id, predicted_on))
             snapshot = snapshot.set_index("customer_id").loc[scored["customer_id"]].reset_index()
-            previous = realized_metrics(loaded[(tenant_id, predecessor)].predict(snapshot), outcome)
+            previous = realized_metrics(replaced.predict(snapshot), outcome)
             predecessor_auc = previous["auc"]
         problem = performance_problem(metrics["auc"], holdout_auc, thresholds)
         regression = regressed(metrics["auc"], predecessor_auc, thresholds)

@@ -9,6 +9,7 @@ that moved the score most (LightGBM's per-feature contributions), and the lineag
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -95,9 +96,17 @@ def _linear_contributions(baseline) -> Callable[[pd.DataFrame], np.ndarray]:
     return contributions
 
 
+_LOADED: OrderedDict[tuple[str, str, str], ServedModel] = OrderedDict()
+LOADED_MODELS_KEPT = 64
+
+
 def load_served_model(registry: ModelRegistry, tenant_id: str, version: str | None = None) -> ServedModel:
-    """A registered version ready to score; by default the one `production` points at."""
-    from mlops_assets.core.model_registry import PRODUCTION, model_name
+    """A registered version ready to score; by default the one `production` points at.
+
+    Registered versions never change, so a process keeps the last few it loaded: the predictions and
+    drift steps of one run, and realized performance's replaced version, load each model once.
+    """
+    from mlops_assets.core.model_registry import PRODUCTION
 
     current = registry.alias_version(tenant_id, PRODUCTION) if version is None else registry.version(tenant_id, version)
     if current is None:
@@ -105,6 +114,18 @@ def load_served_model(registry: ModelRegistry, tenant_id: str, version: str | No
             f"tenant {tenant_id} has no `production` model to score with "
             f"(fix: `mlops train --tenant {tenant_id}`, or materialize its production_model)"
         )
+    key = (registry.tracking_uri, tenant_id, current.version)
+    if key not in _LOADED:
+        _LOADED[key] = _load(registry, tenant_id, current)
+        while len(_LOADED) > LOADED_MODELS_KEPT:
+            _LOADED.popitem(last=False)
+    _LOADED.move_to_end(key)
+    return _LOADED[key]
+
+
+def _load(registry: ModelRegistry, tenant_id: str, current) -> ServedModel:
+    from mlops_assets.core.model_registry import model_name
+
     cutoff = current.tags.get("cutoff")
     pyfunc = registry.load(tenant_id, current.version)
     kind = current.tags.get("model_kind", "lightgbm")
