@@ -252,10 +252,10 @@ def test_schedules_request_batched_runs_for_onboarded_tenants(calendar):
 
     tick = datetime.combine(LAST + timedelta(days=1), time(11), UTC)
     for schedule, job_name in ((daily_cycle_schedule, "daily_cycle"), (weekly_retrain_schedule, "retrain")):
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=calendar["instance"], scheduled_execution_time=tick, resources=calendar["resources"]
-        )
-        (request,) = schedule(context)
+        ) as context:
+            (request,) = schedule(context)
         assert request.job_name == job_name and request.run_key.endswith(f"{LAST}-{TENANT}-{TENANT}")
         assert request.tags["dagster/asset_partition_range_start"] == f"{LAST}|{TENANT}"
         assert request.tags["dagster/asset_partition_range_end"] == f"{LAST}|{TENANT}"
