@@ -23,7 +23,7 @@ from mlops_assets.core.events import OperatorEvent
 from mlops_assets.core.monitoring import retrain_refusal
 from mlops_assets.core.registry import TenantRegistry
 from mlops_assets.core.tenant_ids import InvalidTenantId, validate_tenant_id
-from mlops_assets.partitions import TENANTS, daily_partitions, tenant_day_key, tenant_day_partitions, tenant_partitions
+from mlops_assets.partitions import TENANTS, daily_partitions, tenant_day_key, tenant_partitions
 from mlops_assets.resources import (
     LakeResource,
     ModelRegistryResource,
@@ -60,19 +60,19 @@ IN_PROGRESS = [
 ]  # fmt: skip
 
 daily_cycle_job = dg.define_asset_job(
-    "daily_cycle", selection=DAILY_ASSETS, partitions_def=tenant_day_partitions,
+    "daily_cycle", selection=DAILY_ASSETS,
     description="Yesterday for every onboarded tenant: ingest, features, predictions, drift, realized performance.",
 )  # fmt: skip
 retrain_job = dg.define_asset_job(
-    "retrain", selection=RETRAIN_ASSETS, partitions_def=tenant_day_partitions,
+    "retrain", selection=RETRAIN_ASSETS,
     description="Train, gate and promote at a cutoff day, then re-predict and re-check drift for that day.",
 )  # fmt: skip
 ingest_days_job = dg.define_asset_job(
-    "ingest_days", selection=INGEST_ASSETS, partitions_def=tenant_day_partitions,
+    "ingest_days", selection=INGEST_ASSETS,
     description="Raw orders and customers for days of the window (onboarding, repairs).",
 )  # fmt: skip
 ingest_history_job = dg.define_asset_job(
-    "ingest_history", selection=HISTORY_ASSETS, partitions_def=tenant_partitions,
+    "ingest_history", selection=HISTORY_ASSETS,
     description="A tenant's history before the partition window, in one sweep (onboarding).",
 )  # fmt: skip
 
