@@ -4,7 +4,7 @@ Setup (not timed): N synthetic shops of a realistic spread of sizes (most small,
 emulator on loopback, registered as Shopify tenants; history, the window's days and a model per tenant in
 batched runs; predictions H days back so realized performance has something to evaluate. Then one day:
 
-- Dagster: the daily schedule's requests (`automation.daily_requests`) executed in-process: ingest,
+- Dagster: the daily schedule's requests (`automation.cycle_requests`) executed in-process: ingest,
   features, predictions, drift report, realized performance, with the IO managers, checks and metadata;
 - bare: the same stages per tenant in one Python loop of `core` calls writing the same lake files and
   warehouse rows (no Dagster, no checks, no metadata).
@@ -106,7 +106,7 @@ def main() -> None:
     from mlops_assets import cli
     from mlops_assets.automation import (
         Automation,
-        daily_requests,
+        cycle_requests,
         materialize_tenant_days,
         materialize_tenants,
         sync_tenant_partitions,
@@ -165,7 +165,7 @@ def main() -> None:
         print(f"setup {time.perf_counter() - started:.0f} s")
 
         automation = Automation(defs, instance, registry)
-        requests = daily_requests(instance, registry, last)
+        requests = cycle_requests("daily", instance, registry, last)
         import evidently  # noqa: F401 - warm imports, so neither side pays them inside the timing
         import matplotlib.pyplot  # noqa: F401
 

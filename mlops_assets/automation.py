@@ -246,21 +246,20 @@ def _scheduled(registry: TenantRegistry, instance: dg.DagsterInstance, only: lis
     return wanted & set(only) if only is not None else wanted
 
 
-def daily_requests(
-    instance: dg.DagsterInstance, registry: TenantRegistry, day: date, only: list[str] | None = None
-) -> list[dg.RunRequest]:
-    return [
-        _tenant_range_request("daily_cycle", day, day, low, high, f"daily-{day}-{low}-{high}", {STAGE_TAG: "daily"})
-        for low, high in _ranges(instance, _scheduled(registry, instance, only))
-    ]
+# The two scheduled cycles: the job they run and the tags that tell their runs apart.
+CYCLES = {
+    "daily": ("daily_cycle", {STAGE_TAG: "daily"}),
+    "weekly": ("retrain", {STAGE_TAG: "retrain", TRIGGER_TAG: "schedule"}),
+}
 
 
-def weekly_retrain_requests(
-    instance: dg.DagsterInstance, registry: TenantRegistry, day: date, only: list[str] | None = None
+def cycle_requests(
+    cycle: str, instance: dg.DagsterInstance, registry: TenantRegistry, day: date, only: list[str] | None = None
 ) -> list[dg.RunRequest]:
-    tags = {STAGE_TAG: "retrain", TRIGGER_TAG: "schedule"}
+    """One run per contiguous range of onboarded active tenants, for `day`."""
+    job_name, tags = CYCLES[cycle]
     return [
-        _tenant_range_request("retrain", day, day, low, high, f"weekly-{day}-{low}-{high}", tags)
+        _tenant_range_request(job_name, day, day, low, high, f"{cycle}-{day}-{low}-{high}", tags)
         for low, high in _ranges(instance, _scheduled(registry, instance, only))
     ]
 
@@ -413,24 +412,27 @@ def onboarding_requests(
     return requests, notes
 
 
-@dg.schedule(
-    cron_schedule=DAILY_CRON, job=daily_cycle_job, execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Yesterday's ingest, features, predictions, drift and realized performance for every onboarded tenant.",
-)  # fmt: skip
-def daily_cycle_schedule(context: dg.ScheduleEvaluationContext, tenants: TenantRegistryResource):
-    day = context.scheduled_execution_time.date() - timedelta(days=1)
-    return daily_requests(context.instance, tenants.registry(), day) or dg.SkipReason("no onboarded active tenant")
+def _cycle_schedule(name: str, cycle: str, cron: str, job, description: str) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=name, cron_schedule=cron, job=job, execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING, description=description,
+    )  # fmt: skip
+    def _schedule(context: dg.ScheduleEvaluationContext, tenants: TenantRegistryResource):
+        day = context.scheduled_execution_time.date() - timedelta(days=1)
+        requests = cycle_requests(cycle, context.instance, tenants.registry(), day)
+        return requests or dg.SkipReason("no onboarded active tenant")
+
+    return _schedule
 
 
-@dg.schedule(
-    cron_schedule=WEEKLY_RETRAIN_CRON, job=retrain_job, execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every Sunday: retrain at yesterday's cutoff, gate, promote, re-predict, for every onboarded tenant.",
+daily_cycle_schedule = _cycle_schedule(
+    "daily_cycle_schedule", "daily", DAILY_CRON, daily_cycle_job,
+    "Yesterday's ingest, features, predictions, drift and realized performance for every onboarded tenant.",
 )  # fmt: skip
-def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext, tenants: TenantRegistryResource):
-    day = context.scheduled_execution_time.date() - timedelta(days=1)
-    return weekly_retrain_requests(context.instance, tenants.registry(), day) or dg.SkipReason("no onboarded tenant")
+weekly_retrain_schedule = _cycle_schedule(
+    "weekly_retrain_schedule", "weekly", WEEKLY_RETRAIN_CRON, retrain_job,
+    "Every Sunday: retrain at yesterday's cutoff, gate, promote, re-predict, for every onboarded tenant.",
+)  # fmt: skip
 
 
 @dg.sensor(
@@ -602,9 +604,9 @@ class Automation:
         """Everything the daemon does on `today` (its schedules run for yesterday)."""
         yesterday = today - timedelta(days=1)
         self.onboard(today)
-        self.execute(daily_requests(self.instance, self.registry, yesterday, self.only))
+        self.execute(cycle_requests("daily", self.instance, self.registry, yesterday, self.only))
         if self.weekly_retrain and today.isoweekday() == 7:  # WEEKLY_RETRAIN_CRON fires on Sundays
-            self.execute(weekly_retrain_requests(self.instance, self.registry, yesterday, self.only))
+            self.execute(cycle_requests("weekly", self.instance, self.registry, yesterday, self.only))
         self.react()
 
     def failures(self) -> list[str]:
