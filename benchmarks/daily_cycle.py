@@ -41,7 +41,13 @@ def bare_day(settings, tenant_ids: list[str], day, shop_api) -> None:
     from mlops_assets.core.history import history_files, read_orders
     from mlops_assets.core.ingest import ingest_day, store_quarantine
     from mlops_assets.core.model_registry import ModelRegistry
-    from mlops_assets.core.monitoring import PREDICTION, MonitoringThresholds, measure_drift, realized_metrics
+    from mlops_assets.core.monitoring import (
+        PREDICTION,
+        MonitoringThresholds,
+        drift_report_html,
+        measure_drift,
+        realized_metrics,
+    )
     from mlops_assets.core.prediction_store import read_partition, refresh_statistics, write_partition
     from mlops_assets.core.predictions import batch_summary, load_served_model, score_snapshot
     from mlops_assets.core.registry import TenantRegistry
@@ -72,8 +78,9 @@ def bare_day(settings, tenant_ids: list[str], day, shop_api) -> None:
         reference = reference_snapshot(root, tenant_id, model.cutoff)
         reference[PREDICTION] = model.predict(reference)
         current = features.merge(scored[["customer_id", PREDICTION]], on="customer_id")
-        report = measure_drift(reference, current, thresholds)
-        lake.write_atomic(_report_path(root, tenant_id, day), report.html.encode())
+        if measure_drift(reference, current, thresholds).problems(thresholds):
+            html = drift_report_html(reference, current, thresholds)
+            lake.write_atomic(_report_path(root, tenant_id, day), html.encode())
         earlier = day - timedelta(days=tenant.horizon_days)
         served = read_partition(settings.warehouse_url, tenant_id, earlier)
         outcome = served["customer_id"].isin(labels(history, earlier, tenant.timezone, tenant.horizon_days).index)

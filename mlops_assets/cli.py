@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlops_assets.core.demo import DEMO_CALENDAR_DAYS
 from mlops_assets.core.registry import (
     RegistryError,
     Tenant,
@@ -277,7 +278,7 @@ def _build_emulator(shops, host: str, port: int, token: str, faults=None, bucket
     for spec in tqdm(shops, desc="generating shops", unit="shop", disable=None):
         emulated[spec.name] = EmulatedShop(SyntheticShop(spec), token, LeakyBucket(*bucket), as_of_request)
     try:
-        return ShopApiEmulator(emulated, host=host, port=port, faults=faults), emulated
+        return ShopApiEmulator(emulated, host=host, port=port, faults=faults)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc} (fix: pick another --port)")
         raise
@@ -306,10 +307,14 @@ def shop_emulator(
     as_of_request: Annotated[
         bool, typer.Option(help="answer as the shop did at updated_at_max (replays of past days), not final states")
     ] = False,
+    calendar_days: Annotated[
+        int, typer.Option(help="demo shops: the `mlops demo --days` they were replayed with (sets the drift day)")
+    ] = DEMO_CALENDAR_DAYS,
 ):
     """Serve synthetic shops with the Shopify Admin REST API shape; the token is read from $MLOPS_EMULATOR_TOKEN."""
+    from mlops_assets.core.demo import demo_shops
     from mlops_assets.core.shop_emulator import Faults
-    from mlops_assets.core.synthetic import ShopSpec, demo_shop_specs
+    from mlops_assets.core.synthetic import ShopSpec
 
     end = date.fromisoformat(end_date) if end_date else datetime.now(UTC).date() - timedelta(days=1)
     specs = []
@@ -330,9 +335,9 @@ def shop_emulator(
             )
         except (InvalidTenantId, ValueError) as exc:
             fail(f"--shop {item!r}: {exc}")
-    specs = specs or demo_shop_specs(end)
+    specs = specs or [demo.spec for demo in demo_shops(end, calendar_days)]
     faults = Faults(error_rate, latency_ms, drop_rate, malformed_body_rate, malformed_record_rate)
-    emulator, _ = _build_emulator(
+    emulator = _build_emulator(
         specs, host, port, _emulator_token(), faults, (bucket_capacity, leak_per_s), as_of_request
     )
     for spec in specs:
@@ -572,15 +577,12 @@ def backfill(
 ):
     """Every stage for TENANT over the days, as the daemon would have run them day by day.
 
-    A tenant without a model is onboarded first (history sweep, the window's days up to --from, first
-    model at --from). Then each day gets the daily cycle (ingest, features, predictions, drift,
-    realized performance), the weekly retrain on Sundays' cutoffs, and the drift retrains and
-    rollbacks the sensors ask for. The predictions of --to end in the warehouse.
+    A tenant without a model is onboarded first, as if it signed up on --from (history sweep, the
+    window's days before --from, first model at the day before). Then each day gets the daily cycle
+    (ingest, features, predictions, drift, realized performance), the weekly retrain on Sundays'
+    cutoffs, and the drift retrains and rollbacks the sensors ask for. The predictions of --to end in
+    the warehouse.
     """
-    from tqdm import tqdm
-
-    from mlops_assets.automation import STAGE_TAG
-
     try:
         validate_tenant_id(tenant_id)
         registry().get(tenant_id)
@@ -588,28 +590,40 @@ def backfill(
         fail(str(exc))
     first = _day(from_date, date.today())
     last = _day(to_date, datetime.now(UTC).date() - timedelta(days=1))
+    automation = _replay([tenant_id], first, last)
+    _print_automation(automation, tenant_id, last)
+
+
+def _replay(tenant_ids: list[str], first: date, last: date):
+    """The daemon's days `first`..`last` for these tenants, in this process, with a progress bar."""
+    from tqdm import tqdm
+
+    from mlops_assets.automation import STAGE_TAG, TENANT_TAG, TRIGGER_TAG
+
     window_start = _window_start()
-    if not window_start <= first <= last:
-        fail(f"--from {first} and --to {last} must be ordered days inside the partition window from {window_start}")
+    if not window_start < first <= last:
+        fail(f"--from {first} and --to {last} must be ordered days inside the partition window, after {window_start}")
     sync_partitions()
     with (
         instance() as dagster_instance,
-        tqdm(total=(last - first).days + 1, desc=tenant_id, unit="day", disable=None) as bar,
+        tqdm(total=(last - first).days + 1, desc="days", unit="day", disable=None) as bar,
     ):
+        day = first
 
         def on_run(request, result):
-            bar.set_postfix_str(
-                f"{request.tags.get(STAGE_TAG, request.job_name)} {'ok' if result.success else 'FAILED'}"
-            )
+            stage, outcome = request.tags.get(STAGE_TAG, request.job_name), "ok" if result.success else "FAILED"
+            bar.set_postfix_str(f"{day} {stage} {outcome}")
+            if request.tags.get(TRIGGER_TAG) == "drift" or stage == "rollback" or not result.success:
+                why = request.tags.get("mlops/alarms", "")
+                bar.write(f"{day} {request.tags.get(TENANT_TAG, '')}: {stage} {why} {outcome}".replace("  ", " "))
 
-        automation = _automation([tenant_id], dagster_instance, on_run)
-        automation.onboard(first + timedelta(days=1))
-        day = first
+        automation = _automation(tenant_ids, dagster_instance, on_run)
+        automation.onboard(first)
         while day <= last:
             automation.day(day + timedelta(days=1))
             bar.update(1)
             day += timedelta(days=1)
-    _print_automation(automation, tenant_id, last)
+    return automation
 
 
 def _window_start() -> date:
@@ -665,66 +679,162 @@ def _safe_url(url: str) -> str:
 @app.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="port of the demo shop emulator")] = 8765,
-    days: Annotated[
-        int | None, typer.Option(help="days to ingest, ending yesterday (default: the whole window)")
-    ] = None,
-    train_models: Annotated[bool, typer.Option("--train/--no-train", help="train and promote models")] = True,
+    days: Annotated[int, typer.Option(help="days of the simulated calendar, ending yesterday")] = DEMO_CALENDAR_DAYS,
+    reset: Annotated[bool, typer.Option("--reset", help="delete the local state first and start clean")] = False,
 ):
-    """The main job on the embedded default: demo shops -> registry -> history and daily ingestion -> models."""
-    from mlops_assets.core.synthetic import SyntheticShop, demo_shop_specs, transaction_export
+    """The main job on the embedded default: demo tenants sign up, then the daemon's days are replayed.
+
+    Three Shopify-shaped shops (served by a local emulator) and one file tenant built from the real CDNOW
+    log sign up on the calendar's first day; onboarding, the daily cycle, the weekly retrain, drift
+    retrains and rollbacks then run exactly as the daemon would run them, day by day, until yesterday.
+    A rerun continues where the last one stopped (run keys); --reset starts from nothing.
+    """
+    from mlops_assets.core.demo import CDNOW_COLUMNS, CDNOW_TENANT, calendar_start, cdnow_export, demo_shops
 
     current = settings()
+    if reset:
+        _reset_local_state(current)
     console.print(f"profile [bold]{current.profile}[/bold]; state under {current.home}")
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    days = days or current.partition_window_days
-    specs = demo_shop_specs(yesterday)
-    shop_specs, file_spec = specs[:-1], specs[-1]
+    last = datetime.now(UTC).date() - timedelta(days=1)
+    first = calendar_start(last, days)
+    shops = demo_shops(last, days)
     os.environ.setdefault(EMULATOR_TOKEN_ENV, DEMO_TOKEN)
-    # Shopify Plus limits (400 requests, 20/s) keep the demo quick; the standard 40/2 is the default elsewhere.
-    emulator, _ = _build_emulator(shop_specs, "127.0.0.1", port, os.environ[EMULATOR_TOKEN_ENV], bucket=(400, 20.0))
-    export_path = current.home / "exports" / f"{file_spec.name}.csv"
-    export_path.parent.mkdir(parents=True, exist_ok=True)
-    transaction_export(SyntheticShop(file_spec)).to_csv(export_path, index=False)
-    tenants_registry = registry()
-    for spec in shop_specs:
+    emulator_log = current.home / "shop-emulator.log"
+    emulator = _background_emulator(port, days, emulator_log)
+    try:
+        export_path = current.home / "exports" / f"{CDNOW_TENANT}.csv"
+        export_path.parent.mkdir(parents=True, exist_ok=True)
+        cdnow_export(last).to_csv(export_path, index=False)
+        tenants_registry = registry()
+        for shop in shops:
+            tenants_registry.upsert(
+                Tenant(
+                    shop.spec.name, shop.display_name, "shopify",
+                    shopify_settings(f"http://127.0.0.1:{port}/shops/{shop.spec.name}", EMULATOR_TOKEN_ENV),
+                    shop.spec.timezone, shop.spec.currency, horizon_days=shop.horizon_days,
+                )
+            )  # fmt: skip
         tenants_registry.upsert(
             Tenant(
-                spec.name,
-                spec.name.replace("-", " ").title(),
-                "shopify",
-                shopify_settings(emulator.shop_url(spec.name), EMULATOR_TOKEN_ENV),
-                spec.timezone,
-                spec.currency,
+                CDNOW_TENANT, "CDNOW Music (real log)", "file", file_settings(str(export_path), "csv", CDNOW_COLUMNS)
             )
         )
-    tenants_registry.upsert(
-        Tenant(
-            file_spec.name,
-            "Umbrella (CSV export)",
-            "file",
-            file_settings(str(export_path)),
-            file_spec.timezone,
-            file_spec.currency,
-        )
-    )
-    tenant_ids = [s.name for s in specs]
-    sync_partitions()
-    with emulator:
-        results = _run_history(tenant_ids) if days >= current.partition_window_days else []
-        results += _run_days(tenant_ids, yesterday - timedelta(days=days - 1), yesterday, INGESTION, 7, "ingestion")
-    ok = _summarize(results)
-    if train_models and ok:
-        results = _run_days(tenant_ids, yesterday, yesterday, [*TRAINING, "predictions"], 1, "training")
-        ok = _summarize_models(results) and _summarize_predictions(results)
+        tenant_ids = [shop.spec.name for shop in shops] + [CDNOW_TENANT]
+        console.print(f"{len(tenant_ids)} tenants sign up on {first}; replaying the daemon's days {first} .. {last}")
+        _wait_for_emulator(emulator, port, emulator_log)
+        automation = _replay(tenant_ids, first, last)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+    _print_fleet(automation, tenant_ids, first, last)
     console.print(
-        f"lake: {current.lake_url}\nmodels: `mlops models history acme-outdoor`; MLflow UI: "
-        f"`.venv/bin/mlflow ui --backend-store-uri {current.mlflow_tracking_uri}`\n"
-        f"lineage: `mlops dev`; to materialize shop tenants from it, keep `mlops shop-emulator --port {port}` running\n"
-        "dashboard and API: `mlops tenants api-key create acme-outdoor`, then `mlops serve` and open "
-        "http://127.0.0.1:8000/dashboard"
+        f"lineage: `.venv/bin/mlops dev` (Dagster UI on http://127.0.0.1:3000); to materialize shop partitions "
+        f"from it, keep `.venv/bin/mlops shop-emulator --port {port} --as-of-request --calendar-days {days}` running\n"
+        f"models: `.venv/bin/mlops models history {tenant_ids[0]}`; MLflow UI: "
+        f"`.venv/bin/mlflow ui --backend-store-uri {current.mlflow_tracking_uri}` (http://127.0.0.1:5000)\n"
+        f"dashboard and API: `.venv/bin/mlops tenants api-key create {tenant_ids[0]}`, then `.venv/bin/mlops serve` "
+        "and sign in with the key at http://127.0.0.1:8000/dashboard"
     )
-    if not ok:
-        fail("some runs or blocking quality gates failed")
+    if automation.failures():
+        fail(f"failed runs: {', '.join(automation.failures())} (their logs: `mlops dev`)")
+
+
+def _background_emulator(port: int, days: int, log: Path) -> subprocess.Popen:
+    """`mlops shop-emulator` serving the demo shops from its own process (the second core builds and
+    serves the shops while this one runs the pipeline), in replay mode with Shopify Plus limits."""
+    command = [
+        sys.executable, "-m", "mlops_assets.cli", "shop-emulator", "--port", str(port), "--as-of-request",
+        "--calendar-days", str(days), "--bucket-capacity", "400", "--leak-per-s", "20",
+    ]  # fmt: skip
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as output:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for_emulator(process: subprocess.Popen, port: int, log: Path, timeout_s: float = 120.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"the shop emulator stopped: {log.read_text()[-600:]} (fix: pick another --port)")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    fail(f"the shop emulator did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
+def _reset_local_state(current: Settings) -> None:
+    """Delete $MLOPS_HOME and the Dagster home, refusing when a store lives elsewhere (never a server's data)."""
+    import shutil
+
+    outside = [
+        name
+        for name, where in (
+            ("MLOPS_LAKE_URL", current.lake_url),
+            ("MLOPS_WAREHOUSE_URL", current.warehouse_url.removeprefix("sqlite:///")),
+            ("MLOPS_MLFLOW_TRACKING_URI", current.mlflow_tracking_uri.removeprefix("sqlite:///")),
+            ("DAGSTER_HOME", str(current.dagster_home)),
+        )
+        if not Path(where).resolve().is_relative_to(current.home)
+    ]
+    if current.profile != "local" or outside:
+        fail(
+            f"--reset only deletes local state under {current.home}, and {', '.join(outside) or 'MLOPS_PROFILE'} "
+            "points elsewhere (fix: clear that store by hand, or unset the variable)"
+        )
+    shutil.rmtree(current.home, ignore_errors=True)
+    console.print(f"reset: deleted {current.home}")
+
+
+def _print_fleet(automation, tenant_ids: list[str], first: date, last: date) -> None:
+    """Per tenant: customers, serving model and its holdout AUC against the baseline, promotions, drift, rows."""
+    import dagster as dg
+
+    from mlops_assets.automation import TENANT_TAG, TRIGGER_TAG
+    from mlops_assets.core.prediction_store import PredictionReader
+    from mlops_assets.core.promotion import PromotionLog
+    from mlops_assets.partitions import tenant_day_key
+
+    reader, log = PredictionReader(settings().warehouse_url), PromotionLog(settings().warehouse_url)
+    table = Table(
+        "tenant", "customers", "model", "AUC", "baseline", "promoted", "drift days", "drift retrains", "predictions",
+        title=f"{first} .. {last}",
+    )  # fmt: skip
+    dagster_instance = instance()
+    for tenant_id in tenant_ids:
+        batches = [b for b in reader.batches(tenant_id, limit=3660) if first <= b["as_of_date"] <= last]
+        latest = batches[-1] if batches else {}
+        metrics = latest.get("model_metrics", {})
+        keys = [tenant_day_key(tenant_id, first + timedelta(days=k)) for k in range((last - first).days + 1)]
+        reports = dagster_instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_report"), asset_partitions=keys), limit=10 * len(keys)
+        ).records
+        alarms = sorted(
+            {r.partition_key[:10] for r in reports if r.asset_materialization.metadata["alarms"].value != "none"}
+        )
+        retrains = len(dagster_instance.get_runs(dg.RunsFilter(tags={TRIGGER_TAG: "drift", TENANT_TAG: tenant_id})))
+        moves = [(row["alias"], row["action"]) for row in log.history(tenant_id)]
+        table.add_row(
+            tenant_id,
+            str(latest.get("customers", "-")),
+            f"v{latest['model_version']} {latest['model_kind']}" if latest else "-",
+            f"{metrics.get('holdout_auc', float('nan')):.3f}",
+            f"{metrics.get('baseline_auc', float('nan')):.3f}",
+            str(moves.count(("production", "promote"))),
+            f"{len(alarms)} from {alarms[0][5:]}" if alarms else "0",
+            str(retrains),
+            f"{sum(b['customers'] for b in batches):,}",
+        )
+    dagster_instance.dispose()
+    console.print(table)
+    launched = ", ".join(f"{stage} {count}" for stage, count in sorted(automation.runs_by_stage().items()))
+    console.print(f"runs this time: {launched or 'none (everything was already done)'}")
+    for note in dict.fromkeys(automation.notes):
+        console.print(f"  {note}", highlight=False)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Registered models, promotions and rollbacks.")

@@ -76,8 +76,8 @@ def reference_snapshot(root, tenant_id: str, cutoff: str | None) -> pd.DataFrame
         ),
     ],
     description="Evidently data drift of the day's feature snapshot and scores against the reference kept with the "
-    "model that scored them (its training cutoff's snapshot); per-feature scores in metadata, the HTML report "
-    "in the lake.",
+    "model that scored them (its training cutoff's snapshot); per-feature scores in metadata, and on alarm days "
+    "Evidently's HTML report in the lake (`report`).",
 )
 def drift_report(
     context: dg.AssetExecutionContext,
@@ -89,7 +89,7 @@ def drift_report(
     monitoring: MonitoringPolicyResource,
     webhook: WebhookResource,
 ):
-    from mlops_assets.core.monitoring import PREDICTION, measure_drift, score_histogram_markdown
+    from mlops_assets.core.monitoring import PREDICTION, drift_report_html, measure_drift, score_histogram_markdown
     from mlops_assets.core.predictions import load_served_model
 
     keys = context.partition_keys
@@ -113,9 +113,10 @@ def drift_report(
         current = snapshots[key].merge(rows[["customer_id", PREDICTION]], on="customer_id", validate="one_to_one")
         thresholds = monitoring.thresholds(tenant)
         result = measure_drift(reference, current, thresholds)
-        path = _report_path(root, tenant_id, day)
-        write_atomic(path, result.html.encode())
         problems = result.problems(thresholds)
+        path = _report_path(root, tenant_id, day)
+        if problems:
+            write_atomic(path, drift_report_html(reference, current, thresholds).encode())
         for name, problem in problems.items():
             failures[name].append(f"{key}: {problem}")
         delivery = "none"
@@ -136,11 +137,12 @@ def drift_report(
                 "current_rows": result.current_rows,
                 "drifted_share": round(result.drifted_share, 4),
                 "drifted_features": ", ".join(result.drifted_features) or "none",
+                "unmeasured_features": ", ".join(result.unmeasured) or "none",
                 "prediction_psi": round(result.prediction_psi, 4),
                 "alarms": ", ".join(problems) or "none",
                 "event": delivery,
                 "feature_scores": dg.MetadataValue.json({k: round(v, 4) for k, v in result.feature_scores.items()}),
-                "report": dg.MetadataValue.path(str(path)),
+                **({"report": dg.MetadataValue.path(str(path))} if problems else {}),
                 "scores": dg.MetadataValue.md(
                     score_histogram_markdown(
                         reference[PREDICTION].to_numpy(), current[PREDICTION].to_numpy(), f"{tenant_id} {day} scores"

@@ -136,32 +136,3 @@ def test_shop_emulator_serves_until_sigterm(mlops_home):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
     assert process.returncode == 0
-
-
-def test_demo_is_the_main_job_end_to_end(mlops_home):
-    """What the README's first command runs: shops -> registry -> history + window -> models, every gate green."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mlops_assets.cli", "demo", "--port", str(_free_port())],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    window = int(os.environ["MLOPS_PARTITION_WINDOW_DAYS"])
-    tenants = ["acme-outdoor", "globex-beauty", "initech-books", "umbrella-export"]
-    for tenant in tenants:
-        assert len(list((mlops_home / "lake" / "raw_orders" / f"tenant={tenant}").iterdir())) == window
-        assert len(list((mlops_home / "lake" / "raw_orders_history" / f"tenant={tenant}").iterdir())) > 300
-        assert (mlops_home / "lake" / "production_model" / f"tenant={tenant}").exists()
-    assert "raw_orders.schema_valid" in result.stdout and "lightgbm" in result.stdout
-    assert partitions(mlops_home) == tenants
-    from mlops_assets.core.prediction_store import PredictionReader
-
-    reader = PredictionReader(f"sqlite:///{mlops_home / 'warehouse.db'}")
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    for tenant in tenants:
-        batch = reader.batch(tenant)
-        assert batch["as_of_date"] == yesterday and batch["customers"] > 100, tenant
-        assert reader.count(tenant, yesterday) == batch["customers"]

@@ -79,7 +79,12 @@ class BaselineModel:
 
 
 def bgnbd_probability(snapshot: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
-    """BG/NBD fitted on a snapshot's frequency/recency/age; None when it does not converge."""
+    """BG/NBD fitted on a snapshot's frequency/recency/age; None when no fit gives finite expectations.
+
+    The lightest penalty that works wins: on small or young shops the 0.001 fit "converges" to
+    parameters whose expectations overflow on some days and not on others, and a feature that comes
+    and goes from day to day moves every score (measured: PSI 3.5 on a 600-customer shop).
+    """
     from lifetimes import BetaGeoFitter
 
     if len(snapshot) < 20:
@@ -87,18 +92,21 @@ def bgnbd_probability(snapshot: pd.DataFrame, horizon_days: int) -> np.ndarray |
     frequency = snapshot["frequency"].to_numpy(float) - 1
     age = snapshot["tenure_days"].to_numpy(float)
     recency = (age - snapshot["recency_days"].to_numpy(float)).clip(min=0)
-    try:
-        # lifetimes prints the optimizer's state to stdout when a fit fails to converge.
-        with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            fitter = BetaGeoFitter(penalizer_coef=0.001).fit(frequency, recency, age)
-            expected = fitter.conditional_expected_number_of_purchases_up_to_time(horizon_days, frequency, recency, age)
-    except Exception:  # noqa: BLE001 - lifetimes raises bare ConvergenceError/ValueError variants
-        return None
-    expected = np.asarray(expected, float)
-    if not np.isfinite(expected).all():
-        return None
-    return 1 - np.exp(-expected.clip(min=0))
+    for penalizer in (0.001, 0.01, 0.1):
+        try:
+            # lifetimes prints the optimizer's state to stdout when a fit fails to converge.
+            with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                fitter = BetaGeoFitter(penalizer_coef=penalizer).fit(frequency, recency, age)
+                expected = np.asarray(
+                    fitter.conditional_expected_number_of_purchases_up_to_time(horizon_days, frequency, recency, age),
+                    float,
+                )
+        except Exception:  # noqa: BLE001 - lifetimes raises bare ConvergenceError/ValueError variants
+            continue
+        if np.isfinite(expected).all():
+            return 1 - np.exp(-expected.clip(min=0))
+    return None
 
 
 def baseline_predictions(train: pd.DataFrame, holdout: pd.DataFrame) -> dict[str, np.ndarray]:

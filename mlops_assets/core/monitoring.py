@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -77,7 +77,7 @@ class DriftResult:
     prediction_psi: float
     reference_rows: int
     current_rows: int
-    html: str
+    unmeasured: list[str] = field(default_factory=list)
 
     @property
     def drifted_share(self) -> float:
@@ -108,24 +108,60 @@ def sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
 
 
+def _samples(
+    reference: pd.DataFrame, current: pd.DataFrame, thresholds: MonitoringThresholds, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Both sides sampled alike, and the features with values on both sides.
+
+    A feature that is empty on either side (BG/NBD does not converge on every small shop) has no
+    distribution to compare: it is left out of the share and reported as unmeasured.
+    """
+    columns = [*FEATURES, PREDICTION]
+    reference = sample(reference[columns], thresholds.sample_rows, seed)
+    current = sample(current[columns], thresholds.sample_rows, seed)
+    measured = [name for name in FEATURES if reference[name].notna().any() and current[name].notna().any()]
+    return reference, current, measured
+
+
+def _drift_score(reference: pd.Series, current: pd.Series, method: str, threshold: float) -> float:
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    reference, current = reference.dropna(), current.dropna()
+    test = get_stattest(reference, current, ColumnType.Numerical, method)
+    return float(test(reference, current, ColumnType.Numerical, threshold).drift_score)
+
+
 def measure_drift(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    thresholds: MonitoringThresholds,
-    seed: int = 0,
+    reference: pd.DataFrame, current: pd.DataFrame, thresholds: MonitoringThresholds, seed: int = 0
 ) -> DriftResult:
-    """Both frames hold FEATURES and the model's PREDICTION; the HTML is Evidently's, self-contained."""
+    """Both frames hold FEATURES and the model's PREDICTION.
+
+    The scores are Evidently's own stat tests (the ones its report runs), called directly: 20 ms a
+    tenant-day instead of 1.9 s and a 5 MB HTML file for the full report (`drift_report_html`).
+    """
+    reference, current, measured = _samples(reference, current, thresholds, seed)
+    scores = {name: _drift_score(reference[name], current[name], "wasserstein", thresholds.column_drift)
+              for name in measured}  # fmt: skip
+    psi = _drift_score(reference[PREDICTION], current[PREDICTION], "psi", thresholds.prediction_psi)
+    drifted = [name for name in measured if scores[name] >= thresholds.column_drift]
+    unmeasured = [name for name in FEATURES if name not in measured]
+    return DriftResult(scores, drifted, psi, len(reference), len(current), unmeasured)
+
+
+def drift_report_html(
+    reference: pd.DataFrame, current: pd.DataFrame, thresholds: MonitoringThresholds, seed: int = 0
+) -> str:
+    """Evidently's data drift report on the same samples and tests as `measure_drift`; self-contained HTML."""
     from evidently import Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    columns = [*FEATURES, PREDICTION]
-    reference = sample(reference[columns], thresholds.sample_rows, seed)
-    current = sample(current[columns], thresholds.sample_rows, seed)
+    reference, current, measured = _samples(reference, current, thresholds, seed)
     report = Report(
         [
             DataDriftPreset(
-                columns=FEATURES,
+                columns=measured,
                 num_method="wasserstein",
                 num_threshold=thresholds.column_drift,
                 drift_share=thresholds.drifted_share,
@@ -133,26 +169,7 @@ def measure_drift(
             ValueDrift(column=PREDICTION, method="psi", threshold=thresholds.prediction_psi),
         ]
     )
-    snapshot = report.run(current_data=current, reference_data=reference)
-    scores, psi = {}, math.nan
-    for metric in snapshot.dict()["metrics"]:
-        config = metric["config"]
-        if not config["type"].endswith("ValueDrift"):
-            continue
-        value = float(metric["value"])
-        if config["column"] == PREDICTION:
-            psi = value
-        else:
-            scores[config["column"]] = value
-    drifted = [name for name in FEATURES if scores.get(name, 0.0) >= thresholds.column_drift]
-    return DriftResult(
-        {name: scores.get(name, math.nan) for name in FEATURES},
-        drifted,
-        psi,
-        len(reference),
-        len(current),
-        snapshot.get_html_str(as_iframe=False),
-    )
+    return report.run(current_data=current, reference_data=reference).get_html_str(as_iframe=False)
 
 
 def realized_metrics(probabilities: np.ndarray, outcomes: np.ndarray) -> dict[str, float]:

@@ -404,32 +404,6 @@ class SyntheticShop:
         return result[known].reset_index(drop=True)
 
 
-def demo_shop_specs(end: date) -> list[ShopSpec]:
-    """The demo's shops: different sizes, timezones and currencies, history ending `end`."""
-    return [
-        ShopSpec("acme-outdoor", customers=3000, seed=1, end=end, timezone="America/New_York", currency="USD"),
-        ShopSpec(
-            "globex-beauty",
-            customers=1200,
-            seed=2,
-            end=end,
-            timezone="Europe/Berlin",
-            currency="EUR",
-            mean_order_value=45.0,
-        ),
-        ShopSpec(
-            "initech-books",
-            customers=500,
-            seed=3,
-            end=end,
-            timezone="Asia/Seoul",
-            currency="KRW",
-            mean_order_value=38000.0,
-        ),
-        ShopSpec("umbrella-export", customers=800, seed=4, end=end, timezone="UTC", currency="GBP"),
-    ]
-
-
 def transaction_export(shop: SyntheticShop) -> pd.DataFrame:
     """The shop as a plain transaction log, the shape of a file tenant's CSV export."""
     orders = shop.orders[shop.orders["customer_id"].notna() & ~shop.orders["test"]]

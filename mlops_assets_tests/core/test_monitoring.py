@@ -14,6 +14,7 @@ from mlops_assets.core.monitoring import (
     PREDICTION,
     MonitoringSettingError,
     MonitoringThresholds,
+    drift_report_html,
     measure_drift,
     performance_problem,
     realized_metrics,
@@ -65,7 +66,34 @@ def test_a_drift_event_is_detected_within_two_days():
     assert "feature_drift" in after.problems(thresholds)
     assert {"last_order_value", "spend_7d"} <= set(after.drifted_features)
     assert after.frame().set_index("column").loc["spend_7d", "drifted"]
-    assert "<html" in after.html[:2000].lower() and 'src="http' not in after.html, "the report opens offline"
+
+
+def test_the_html_report_is_evidentlys_on_the_same_samples_and_tests():
+    """The alarm's scores come from Evidently's stat tests called directly; its full report agrees with them."""
+    from evidently import Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    drift = DriftScenario(END - timedelta(days=5), rate_factor=0.4, value_factor=3.0)
+    shop = SyntheticShop(ShopSpec("shift", customers=800, seed=3, end=END, history_days=400, drift=drift))
+    reference, current = snapshot(shop, END - timedelta(days=8)), snapshot(shop, END)
+    reference["bgnbd_probability"] = np.nan
+    thresholds = MonitoringThresholds(sample_rows=600)
+    result = measure_drift(reference, current, thresholds)
+    assert result.unmeasured == ["bgnbd_probability"], "an empty feature is named, not compared"
+    assert "bgnbd_probability" not in result.feature_scores and len(result.feature_scores) == 24
+    html = drift_report_html(reference, current, thresholds)
+    assert "<html" in html[:2000].lower() and 'src="http' not in html, "the report opens offline"
+    sampled = [frame.sample(n=600, random_state=0) for frame in (reference, current)]
+    measured = list(result.feature_scores)
+    preset = DataDriftPreset(columns=measured, num_method="wasserstein", num_threshold=thresholds.column_drift)
+    report = Report([preset, ValueDrift(column=PREDICTION, method="psi")])
+    evidently = {
+        m["config"]["column"]: m["value"]
+        for m in report.run(sampled[1], sampled[0]).dict()["metrics"]
+        if m["config"]["type"].endswith("ValueDrift")
+    }
+    assert evidently == pytest.approx({**result.feature_scores, PREDICTION: result.prediction_psi})
 
 
 def test_realized_metrics_and_the_rules_on_them():
