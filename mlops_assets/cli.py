@@ -28,7 +28,8 @@ from mlops_assets.settings import Settings, SettingsError
 app = typer.Typer(no_args_is_help=True, help="Multi-tenant prediction factory on Dagster.")
 tenants_app = typer.Typer(no_args_is_help=True, help="The tenant registry.")
 app.add_typer(tenants_app, name="tenants")
-console = Console()
+# Logs and pipes get 160 columns (Rich would wrap the fleet table at 80); a terminal keeps its width.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 EMULATOR_TOKEN_ENV = "MLOPS_EMULATOR_TOKEN"
 DEMO_TOKEN = "shpat_demo_emulator_token"
 
