@@ -136,3 +136,14 @@ def test_shop_emulator_serves_until_sigterm(mlops_home):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
     assert process.returncode == 0
+
+
+def test_demo_reset_never_deletes_a_store_outside_mlops_home(mlops_home, monkeypatch, tmp_path):
+    """`mlops demo --reset` deletes local state only; a warehouse configured elsewhere makes it refuse."""
+    (mlops_home / "lake").mkdir()
+    elsewhere = tmp_path / "shared-warehouse.db"
+    monkeypatch.setenv("MLOPS_WAREHOUSE_URL", f"sqlite:///{elsewhere}")
+    refused = mlops("demo", "--reset", "--port", str(_free_port()))
+    assert refused.exit_code == 2
+    assert "MLOPS_WAREHOUSE_URL points elsewhere" in " ".join(refused.output.split())
+    assert (mlops_home / "lake").exists(), "nothing was deleted"
