@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the CLI imports this module for its defaults; pandas and th
 
     from mlops_assets.core.synthetic import ShopSpec
 
-DEMO_CALENDAR_DAYS = 14
+DEMO_CALENDAR_DAYS = 12
 # The drift starts this many days after sign-up: a few calm days first, then time for the alarm, the
 # retrain and the new model's first predictions.
 DRIFT_AFTER_DAYS = 4
@@ -43,7 +43,7 @@ def demo_shops(end: date, days: int = DEMO_CALENDAR_DAYS) -> list[DemoShop]:
     """Three sizes, three timezones and currencies; globex-beauty's customers change after sign-up.
 
     The drift is a price-list change (order values x2.5) while repeat purchases halve, the kind of
-    shift a relaunch brings; globex sells consumables, so its horizon is 14 days and realized
+    shift a relaunch brings; globex sells consumables, so its horizon is 10 days and realized
     performance matures inside the calendar.
     """
     from mlops_assets.core.synthetic import DriftScenario, ShopSpec
@@ -77,7 +77,7 @@ def demo_shops(end: date, days: int = DEMO_CALENDAR_DAYS) -> list[DemoShop]:
                 drift=drift,
             ),
             "Globex Beauty",
-            horizon_days=14,
+            horizon_days=10,
         ),  # fmt: skip
         DemoShop(
             ShopSpec(

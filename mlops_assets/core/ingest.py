@@ -16,7 +16,7 @@ import pandas as pd
 from upath import UPath
 
 from mlops_assets.core import lake
-from mlops_assets.core.file_source import load_normalized, slice_day
+from mlops_assets.core.file_source import day_slices, load_normalized
 from mlops_assets.core.quality import PartitionContext
 from mlops_assets.core.registry import Tenant
 from mlops_assets.core.shop_client import FetchStats, ShopifyClient
@@ -82,22 +82,27 @@ def _file_customers(orders: pd.DataFrame, first_seen: pd.Series) -> pd.DataFrame
     )
 
 
-def ingest_file_day(tenant: Tenant, resource: str, day: date) -> IngestedDay:
-    settings = tenant.source_settings
-    normalized = load_normalized(settings, tenant.timezone, tenant.currency, tenant.tenant_id)
-    sliced = slice_day(normalized, day)
+def ingest_file_days(tenant: Tenant, resource: str, days: list[date]) -> dict[date, IngestedDay]:
+    normalized = load_normalized(tenant.source_settings, tenant.timezone, tenant.currency, tenant.tenant_id)
+    slices = day_slices(normalized, days)
     if resource == "orders":
-        return IngestedDay(frame=sliced.frame, quarantine=sliced.quarantine, undated=sliced.undated)
+        return {
+            day: IngestedDay(frame=sliced.frame, quarantine=sliced.quarantine, undated=sliced.undated)
+            for day, sliced in slices.items()
+        }
     good = normalized[normalized["_error"].isna()]
     first_seen = good.groupby("customer_id")["created_at"].min()
-    return IngestedDay(frame=_file_customers(sliced.frame, first_seen), quarantine=quarantine_frame([]))
+    return {
+        day: IngestedDay(frame=_file_customers(sliced.frame, first_seen), quarantine=quarantine_frame([]))
+        for day, sliced in slices.items()
+    }
 
 
 def ingest_day(tenant: Tenant, resource: str, day: date, client: ShopifyClient | None = None) -> IngestedDay:
     if resource not in RAW_ASSETS:
         raise ValueError(f"unknown resource {resource!r}")
     if tenant.source_kind == "file":
-        return ingest_file_day(tenant, resource, day)
+        return ingest_file_days(tenant, resource, [day])[day]
     if client is None:
         raise ValueError(f"tenant {tenant.tenant_id}: a Shopify tenant needs a client")
     validated, stats = client.fetch_day(resource, day, tenant.zone)
@@ -125,9 +130,10 @@ def ingest_history(
     if tenant.source_kind == "file":
         normalized = load_normalized(tenant.source_settings, tenant.timezone, tenant.currency, tenant.tenant_id)
         days = sorted(d for d in normalized["_day"].dropna().unique() if d < before and (since is None or d >= since))
-        ingested = {day: ingest_file_day(tenant, resource, day) for day in days}
+        ingested = ingest_file_days(tenant, resource, days)
         quarantine = pd.concat(
-            [day.quarantine for day in ingested.values()] + [slice_day(normalized, before).undated], ignore_index=True
+            [day.quarantine for day in ingested.values()] + [day_slices(normalized, [before])[before].undated],
+            ignore_index=True,
         )
         return IngestedHistory({day: result.frame for day, result in ingested.items()}, quarantine)
     if client is None:
