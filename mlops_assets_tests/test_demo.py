@@ -2,8 +2,8 @@
 local profile, then `dagster dev` and the MLflow UI on its state, checked in Debian's Chromium through
 Playwright. Screenshots go to $MLOPS_SCREENSHOT_DIR when set (docs/*.png are made that way), else to tmp.
 
-The calendar is 10 days (the demo's default is 14) inside the tests' 14-day partition window: long enough
-for the drift event (4 days after sign-up), its alarm and the retrain it triggers.
+The calendar is the demo's default of 12 days, inside the tests' 14-day partition window: the drift event
+(the first Sunday after sign-up), its alarm and the retrain it triggers fall inside it.
 """
 
 import os
@@ -24,7 +24,7 @@ from mlops_assets_tests.conftest import _free_port, wait_until
 from mlops_assets_tests.serving.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from mlops_assets_tests.test_definitions import EXPECTED_CHECKS
 
-DAYS = 10
+DAYS = 12
 TENANTS = ["acme-outdoor", "globex-beauty", "initech-books", "cdnow-music"]
 DRIFTING = "globex-beauty"
 

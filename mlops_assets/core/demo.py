@@ -20,9 +20,6 @@ if TYPE_CHECKING:  # the CLI imports this module for its defaults; pandas and th
     from mlops_assets.core.synthetic import ShopSpec
 
 DEMO_CALENDAR_DAYS = 12
-# The drift starts this many days after sign-up: a few calm days first, then time for the alarm, the
-# retrain and the new model's first predictions.
-DRIFT_AFTER_DAYS = 4
 CDNOW_TENANT = "cdnow-music"
 CDNOW_COLUMNS = {"timestamp": "date", "amount": "dollar_value", "quantity": "number_of_cds"}
 
@@ -42,14 +39,17 @@ def calendar_start(end: date, days: int = DEMO_CALENDAR_DAYS) -> date:
 def demo_shops(end: date, days: int = DEMO_CALENDAR_DAYS) -> list[DemoShop]:
     """Three sizes, three timezones and currencies; globex-beauty's customers change after sign-up.
 
-    The drift is a price-list change (order values x2.5) while repeat purchases halve, the kind of
-    shift a relaunch brings; globex sells consumables, so its horizon is 10 days and realized
-    performance matures inside the calendar.
+    The drift is a premium relaunch: order values x4 while repeat purchases halve. It starts on the
+    first Sunday after sign-up, the day after a weekly retrain's cutoff, so the reference the alarm
+    compares with predates it (a reference taken a day into a drift hides part of it: the alarm then
+    came 5-6 days late instead of 2-3, measured at core level). globex sells consumables, so its
+    horizon is 10 days and realized performance matures inside the calendar.
     """
     from mlops_assets.core.synthetic import DriftScenario, ShopSpec
 
-    drift = DriftScenario(calendar_start(end, days) + timedelta(days=DRIFT_AFTER_DAYS), rate_factor=0.5,
-                          value_factor=2.5)  # fmt: skip
+    after_signup = calendar_start(end, days) + timedelta(days=1)
+    sunday = after_signup + timedelta(days=(6 - after_signup.weekday()) % 7)
+    drift = DriftScenario(sunday, rate_factor=0.5, value_factor=4.0)
     return [
         DemoShop(
             ShopSpec(
