@@ -2,8 +2,8 @@
 local profile, then `dagster dev` and the MLflow UI on its state, checked in Debian's Chromium through
 Playwright. Screenshots go to $MLOPS_SCREENSHOT_DIR when set (docs/*.png are made that way), else to tmp.
 
-The calendar is the demo's default of 12 days, inside the tests' 14-day partition window: the drift event
-(the first Sunday after sign-up), its alarm and the retrain it triggers fall inside it.
+The calendar is the demo's default of 10 days, inside the tests' 14-day partition window: the drift event
+(the first Sunday from sign-up on), its alarm and the retrain it triggers fall inside it.
 """
 
 import os
@@ -20,11 +20,12 @@ import dagster as dg
 import pytest
 import requests
 
+from mlops_assets.core.demo import DEMO_CALENDAR_DAYS
 from mlops_assets_tests.conftest import _free_port, wait_until
 from mlops_assets_tests.serving.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from mlops_assets_tests.test_definitions import EXPECTED_CHECKS
 
-DAYS = 12
+DAYS = DEMO_CALENDAR_DAYS
 TENANTS = ["acme-outdoor", "globex-beauty", "initech-books", "cdnow-music"]
 DRIFTING = "globex-beauty"
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the CLI imports this module for its defaults; pandas and th
 
     from mlops_assets.core.synthetic import ShopSpec
 
-DEMO_CALENDAR_DAYS = 12
+DEMO_CALENDAR_DAYS = 10
 CDNOW_TENANT = "cdnow-music"
 CDNOW_COLUMNS = {"timestamp": "date", "amount": "dollar_value", "quantity": "number_of_cds"}
 
@@ -40,24 +40,24 @@ def demo_shops(end: date, days: int = DEMO_CALENDAR_DAYS) -> list[DemoShop]:
     """Three sizes, three timezones and currencies; globex-beauty's customers change after sign-up.
 
     The drift is a premium relaunch: order values x4 while repeat purchases halve. It starts on the
-    first Sunday after sign-up, the day after a weekly retrain's cutoff, so the reference the alarm
-    compares with predates it (a reference taken a day into a drift hides part of it: the alarm then
-    came 5-6 days late instead of 2-3, measured at core level). globex sells consumables, so its
-    horizon is 10 days and realized performance matures inside the calendar.
+    first Sunday from sign-up on, the day after the cutoff of the first model or of a weekly retrain,
+    so the reference the alarm compares with predates it (a reference taken a day into a drift hides
+    part of it: the alarm then came 5-6 days late instead of 2-3, measured at core level). globex
+    sells consumables, so its horizon is 10 days and realized performance matures inside the calendar.
     """
     from mlops_assets.core.synthetic import DriftScenario, ShopSpec
 
-    after_signup = calendar_start(end, days) + timedelta(days=1)
-    sunday = after_signup + timedelta(days=(6 - after_signup.weekday()) % 7)
+    signup = calendar_start(end, days)
+    sunday = signup + timedelta(days=(6 - signup.weekday()) % 7)
     drift = DriftScenario(sunday, rate_factor=0.5, value_factor=4.0)
     return [
         DemoShop(
             ShopSpec(
                 "acme-outdoor",
-                customers=3000,
+                customers=2000,
                 seed=1,
                 end=end,
-                history_days=730,
+                history_days=540,
                 timezone="America/New_York",
                 currency="USD",
             ),

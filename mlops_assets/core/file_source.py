@@ -157,9 +157,8 @@ def _quarantine(rows: pd.DataFrame) -> pd.DataFrame:
 
 def day_slices(normalized: pd.DataFrame, days: list[date]) -> dict[date, DaySlice]:
     """The days' rows in one pass over the export (a mask per day made a history sweep O(days x rows))."""
-    undated_rows = normalized["_day"].isna()
-    undated = _quarantine(normalized[undated_rows])
-    by_day = dict(tuple(normalized[~undated_rows].groupby("_day", sort=False)))
+    undated = _quarantine(normalized[normalized["_day"].isna()])
+    by_day = dict(tuple(normalized[normalized["_day"].isin(days)].groupby("_day", sort=False)))
     empty = normalized.iloc[0:0]
     slices = {}
     for day in days:
