@@ -603,7 +603,10 @@ def _replay(tenant_ids: list[str], first: date, last: date):
 
     window_start = _window_start()
     if not window_start < first <= last:
-        fail(f"--from {first} and --to {last} must be ordered days inside the partition window, after {window_start}")
+        fail(
+            f"days {first} .. {last} must be ordered and start after the partition window's first day "
+            f"{window_start} (fix: a later --from, fewer --days, or a longer MLOPS_PARTITION_WINDOW_DAYS)"
+        )
     sync_partitions()
     with (
         instance() as dagster_instance,
