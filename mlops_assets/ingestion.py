@@ -7,8 +7,10 @@ run and name every failing partition.
 
 import warnings
 from collections import defaultdict
+from datetime import timedelta
 
 import dagster as dg
+import pandas as pd
 
 from mlops_assets.core import lake as lake_files
 from mlops_assets.core import quality
@@ -22,7 +24,7 @@ from mlops_assets.core.ingest import (
 )
 from mlops_assets.core.registry import Tenant
 from mlops_assets.core.shop_client import ShopifyClient
-from mlops_assets.core.shop_records import QUARANTINE_SCHEMA, SCHEMAS
+from mlops_assets.core.shop_records import QUARANTINE_SCHEMA, SCHEMAS, to_frame
 from mlops_assets.partitions import daily_partitions, tenant_and_day, tenant_day_asset, tenant_partitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 
@@ -122,7 +124,8 @@ def history_asset(resource: str) -> dg.AssetsDefinition:
             for gate in gates
         ],
         description=f"Shop {resource} updated before the first day of the `date` partition window, one file per "
-        f"day in the same Hive layout as raw_{resource}; onboarding fills it once per tenant.",
+        "tenant (a tenant's history is read whole; one file instead of hundreds keeps S3 reads cheap); onboarding "
+        "fills it once per tenant.",
     )
     def _history(
         context: dg.AssetExecutionContext,
@@ -141,15 +144,14 @@ def history_asset(resource: str) -> dg.AssetsDefinition:
             finally:
                 if client is not None:
                     client.close()
-            digests, rows = [], 0
             for day, frame in history.days.items():
-                path = lake_files.partition_path(root, name, tenant_id, day)
-                digests.append(lake_files.write_frame(path, frame, SCHEMAS[resource])["digest"])
-                rows += len(frame)
                 gate_ctx = quality.PartitionContext(resource, tenant_id, day, tenant.timezone, tenant.currency)
                 for gate in gates:
                     outcomes[gate.name].append((f"{tenant_id} {day}", gate.evaluate(frame, gate_ctx)))
-            removed = lake_files.remove_days_except(root, name, tenant_id, set(history.days))
+            frame = pd.concat([history.days[day] for day in sorted(history.days)] or [to_frame(resource, [])])
+            path = lake_files.history_path(root, name, tenant_id, before - timedelta(days=1))
+            written = lake_files.write_frame(path, frame, SCHEMAS[resource])
+            lake_files.remove_siblings(path)
             quarantine_path = (
                 lake_files.tenant_dir(root / lake_files.QUARANTINE, name, tenant_id)
                 / "undated"
@@ -168,16 +170,17 @@ def history_asset(resource: str) -> dg.AssetsDefinition:
                     "days": len(days),
                     "first_day": days[0].isoformat() if days else None,
                     "last_day": days[-1].isoformat() if days else None,
-                    "rows": rows,
-                    "digest": lake_files.content_digest("\n".join(digests).encode()),
-                    "stale_days_removed": removed,
+                    "rows": written["rows"],
+                    "digest": written["digest"],
+                    "path": dg.MetadataValue.path(written["path"]),
                     "quarantined": len(history.quarantine),
                     **history.stats.as_metadata(),
                 },
                 partition_key=tenant_id,
             )
             context.log.info(
-                f"[{position}/{len(context.partition_keys)}] {tenant_id}: {rows} {resource} on {len(days)} days "
+                f"[{position}/{len(context.partition_keys)}] {tenant_id}: {written['rows']} {resource} on "
+                f"{len(days)} days "
                 f"before {before}, {len(history.quarantine)} quarantined, {history.stats.requests} requests"
             )
         for gate in gates:

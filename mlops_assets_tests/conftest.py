@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from glob import glob
 from pathlib import Path
@@ -94,22 +94,34 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh database per test, dropped afterwards."""
-    name = f"mlops_test_{uuid.uuid4().hex[:12]}"
+def new_postgres_database(postgres_server: str) -> Iterator[Callable[[], str]]:
+    """Fresh databases on demand (their URLs), all dropped after the test."""
     admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    url = postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    created = []
+
+    def create() -> str:
+        name = f"mlops_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'create database "{name}"'))
+        created.append(name)
+        return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
     try:
-        yield url
+        yield create
     finally:
         from mlops_assets.core.warehouse import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+            for name in created:
+                conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(new_postgres_database: Callable[[], str]) -> str:
+    """A fresh database per test, dropped afterwards."""
+    return new_postgres_database()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -202,14 +214,17 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool
     return False
 
 
-def write_history(root, tenant_id, shop, asset="raw_orders_history"):
-    """Store a shop's orders as history day files, as the history asset does."""
+def write_history(root, tenant_id, shop):
+    """Store a shop's orders as the tenant's history file, as the history asset does."""
+    import pandas as pd
+
     from mlops_assets.core import lake
     from mlops_assets.core.ingest import split_by_day
     from mlops_assets.core.shop_records import ORDERS_SCHEMA
 
-    for day, frame in split_by_day(shop.raw_orders(), shop.spec.timezone).items():
-        lake.write_frame(lake.partition_path(root, asset, tenant_id, day), frame, ORDERS_SCHEMA)
+    days = split_by_day(shop.raw_orders(), shop.spec.timezone)
+    frame = pd.concat([days[day] for day in sorted(days)], ignore_index=True)
+    lake.write_frame(lake.history_path(root, "raw_orders_history", tenant_id, max(days)), frame, ORDERS_SCHEMA)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ history of aliases -> reproduce -> rollback, against the shop emulator over HTTP
 import json
 from datetime import date, timedelta
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -52,8 +53,11 @@ def test_history_window_training_promotion_reproduction(registered_shop, mlops_h
     assert ingested.exit_code == 0, ingested.output
     unscored = mlops("predict", "--from", LAST.isoformat(), "--to", LAST.isoformat())
     assert unscored.exit_code == 2 and "tenant acme has no `production` model" in unscored.output
-    history_days = list((mlops_home / "lake" / "raw_orders_history" / "tenant=acme").iterdir())
-    assert len(history_days) > 300 and all(d.name < f"date={first.isoformat()}" for d in history_days)
+    (swept,) = (mlops_home / "lake" / "raw_orders_history" / "tenant=acme").iterdir()
+    assert swept.name == f"through={first - timedelta(days=1)}"
+    history = pd.read_parquet(swept / "part-0.parquet")
+    history_days = history["updated_at"].dt.tz_convert("UTC").dt.date
+    assert history_days.nunique() > 300 and history_days.max() < first
 
     trained = mlops("train", "--cutoff", LAST.isoformat())
     assert trained.exit_code == 0, trained.output
@@ -64,8 +68,6 @@ def test_history_window_training_promotion_reproduction(registered_shop, mlops_h
     history = mlops("models", "history", "acme")
     assert history.exit_code == 0 and "production" in history.output and "promote" in history.output
     check_predictions(mlops_home)
-
-    import pandas as pd
 
     candidate = pd.read_parquet(card).iloc[0]
     reproduced = mlops("reproduce", "acme", str(candidate["version"]))

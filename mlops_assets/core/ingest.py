@@ -17,6 +17,7 @@ from upath import UPath
 
 from mlops_assets.core import lake
 from mlops_assets.core.file_source import day_slices, load_normalized
+from mlops_assets.core.history import LAKE_DAY, history_files, read_records
 from mlops_assets.core.quality import PartitionContext
 from mlops_assets.core.registry import Tenant
 from mlops_assets.core.shop_client import FetchStats, ShopifyClient
@@ -165,13 +166,17 @@ def store_quarantine(root: UPath, resource: str, tenant_id: str, day: date, inge
 def gate_context(
     root: UPath, tenant: Tenant, resource: str, day: date, frame: pd.DataFrame, quarantined: int
 ) -> PartitionContext:
-    asset = RAW_ASSETS[resource]
-    trailing = [day - timedelta(days=k) for k in range(1, TRAILING_DAYS + 1)]
-    counts = lake.row_counts(root, asset, tenant.tenant_id, trailing)
+    first = day - timedelta(days=TRAILING_DAYS)
+    files = history_files(root, tenant.tenant_id, through=day - timedelta(days=1), resource=resource)
+    stored = [f.day for f in files.entries if f.day is not None and f.day >= first]
+    columns = ["total_price"] if resource == "orders" else ["updated_at"]
+    trailing = read_records(files, columns) if stored else pd.DataFrame(columns=[*columns, LAKE_DAY])
+    trailing = trailing[trailing[LAKE_DAY].isin(stored)]
+    per_day = trailing[LAKE_DAY].value_counts()
+    counts = [int(per_day.get(stored_day, 0)) for stored_day in reversed(stored)]
     median_value = None
     if resource == "orders":
-        history = lake.read_days(root, asset, tenant.tenant_id, trailing, ["total_price"])["total_price"]
-        values = np.concatenate([history.to_numpy(float), frame["total_price"].to_numpy(float)])
+        values = np.concatenate([trailing["total_price"].to_numpy(float), frame["total_price"].to_numpy(float)])
         if len(values) >= 20:
             median_value = float(np.median(values))
     return PartitionContext(
@@ -181,7 +186,7 @@ def gate_context(
         timezone=tenant.timezone,
         currency=tenant.currency,
         quarantined=quarantined,
-        trailing_row_counts=tuple(counts.values()),
+        trailing_row_counts=tuple(counts),
         trailing_median_order_value=median_value,
         outlier_factor=float(tenant.source_settings.get("outlier_factor", 1000.0)),
     )

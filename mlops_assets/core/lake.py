@@ -24,6 +24,7 @@ from mlops_assets.core.tenant_ids import validate_tenant_id
 
 PART_FILE = "part-0.parquet"
 QUARANTINE = "quarantine"
+COMPACTED = "_compacted"  # derived copies for fast reads (core.history); removed with the tenant
 
 
 def lake_root(url: str, s3_endpoint_url: str | None = None) -> UPath:
@@ -46,6 +47,11 @@ def partition_path(root: UPath, asset: str, tenant_id: str, day: date | str) -> 
     return tenant_dir(root, asset, tenant_id) / f"date={day.isoformat()}" / PART_FILE
 
 
+def history_path(root: UPath, asset: str, tenant_id: str, through: date) -> UPath:
+    """A history sweep's one file; `through` is the last day it covers (the day before the partition window)."""
+    return tenant_dir(root, asset, tenant_id) / f"through={through.isoformat()}" / PART_FILE
+
+
 def quarantine_path(root: UPath, asset: str, tenant_id: str, day: date | str) -> UPath:
     return partition_path(root / QUARANTINE, asset, tenant_id, day)
 
@@ -53,8 +59,12 @@ def quarantine_path(root: UPath, asset: str, tenant_id: str, day: date | str) ->
 def encode_parquet(frame: pd.DataFrame, schema: pa.Schema) -> bytes:
     """Deterministic bytes for the same rows: no pandas index or version in the file's metadata."""
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    return encode_table(table.replace_schema_metadata(None))
+
+
+def encode_table(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(None), buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
 
 
@@ -79,6 +89,10 @@ def write_frame(path: UPath, frame: pd.DataFrame, schema: pa.Schema) -> dict[str
     return {"rows": len(frame), "bytes": len(payload), "digest": content_digest(payload), "path": str(path)}
 
 
+def write_table(path: UPath, table: pa.Table) -> None:
+    write_atomic(path, encode_table(table))
+
+
 def read_frame(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
     with path.open("rb") as handle:
         return from_arrow(pq.read_table(handle, columns=columns))
@@ -95,45 +109,20 @@ def remove(path: UPath) -> bool:
     return False
 
 
-def remove_days_except(root: UPath, asset: str, tenant_id: str, keep: set[date]) -> int:
-    """Delete a tenant's day files of `asset` outside `keep` (a rebuilt history replaces the old one)."""
-    base = tenant_dir(root, asset, tenant_id)
-    if not base.exists():
-        return 0
-    removed = 0
-    for day_dir in base.iterdir():
-        name = day_dir.name
-        if name.startswith("date=") and date.fromisoformat(name.removeprefix("date=")) not in keep:
-            day_dir.fs.rm(day_dir.path, recursive=True)
-            removed += 1
-    return removed
-
-
-def row_counts(root: UPath, asset: str, tenant_id: str, days: list[date]) -> dict[date, int]:
-    """Row counts of the partitions that exist, from Parquet footers only."""
-    counts = {}
-    for day in days:
-        path = partition_path(root, asset, tenant_id, day)
-        if path.exists():
-            with path.open("rb") as handle:
-                counts[day] = pq.ParquetFile(handle).metadata.num_rows
-    return counts
-
-
-def read_days(root: UPath, asset: str, tenant_id: str, days: list[date], columns: list[str]) -> pd.DataFrame:
-    frames = [
-        read_frame(path, columns)
-        for path in (partition_path(root, asset, tenant_id, day) for day in days)
-        if path.exists()
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+def remove_siblings(path: UPath) -> list[str]:
+    """Delete the folders beside `path`'s own (an older history sweep once a new one is stored whole)."""
+    folder = path.parent
+    stale = [entry for entry in folder.parent.iterdir() if entry.name != folder.name]
+    for entry in stale:
+        entry.fs.rm(entry.path, recursive=True)
+    return [str(entry) for entry in stale]
 
 
 def purge_tenant(root: UPath, tenant_id: str) -> list[str]:
     """Delete every partition and quarantined record of one tenant; returns what was removed."""
     validate_tenant_id(tenant_id)
     removed = []
-    for base in (root, root / QUARANTINE):
+    for base in (root, root / QUARANTINE, root / COMPACTED):
         if not base.exists():
             continue
         for asset_dir in base.iterdir():

@@ -64,13 +64,14 @@ def test_writes_leave_no_temporary_files(root):
     assert names == ["part-0.parquet"] * 3
 
 
-def test_row_counts_and_purge_are_scoped_to_the_tenant(root):
+def test_purge_is_scoped_to_the_tenant(root):
     for tenant in ("acme", "globex"):
         lake.write_frame(lake.partition_path(root, "raw_orders", tenant, date(2026, 1, 2)), orders(), ORDERS_SCHEMA)
     lake.write_frame(lake.quarantine_path(root, "raw_orders", "acme", date(2026, 1, 2)), orders(1), ORDERS_SCHEMA)
-    assert lake.row_counts(root, "raw_orders", "acme", [date(2026, 1, 1), date(2026, 1, 2)]) == {date(2026, 1, 2): 3}
+    compacted = lake.tenant_dir(root / lake.COMPACTED, "raw_orders", "acme") / lake.PART_FILE
+    lake.write_frame(compacted, orders(), ORDERS_SCHEMA)
     removed = lake.purge_tenant(root, "acme")
-    assert len(removed) == 2
+    assert len(removed) == 3 and not compacted.exists()
     assert not lake.partition_path(root, "raw_orders", "acme", date(2026, 1, 2)).exists()
     assert lake.partition_path(root, "raw_orders", "globex", date(2026, 1, 2)).exists()
 
@@ -81,3 +82,35 @@ def test_paths_refuse_bad_tenant_ids(root, bad):
         lake.partition_path(root, "raw_orders", bad, date(2026, 1, 2))
     with pytest.raises(InvalidTenantId):
         lake.purge_tenant(root, bad)
+
+
+def test_history_reads_through_a_compacted_copy_that_follows_the_files(root):
+    from datetime import timedelta
+
+    from mlops_assets.core.history import COMPACT_AFTER, LAKE_DAY, history_files, read_orders
+
+    first = date(2026, 1, 1)
+    lake.write_frame(lake.history_path(root, "raw_orders_history", "acme", first), orders(2), ORDERS_SCHEMA)
+    days = [first + timedelta(days=k) for k in range(1, COMPACT_AFTER + 4)]
+    for k, day in enumerate(days):
+        frame = orders(k % 3).assign(order_id=lambda f, k=k: f["order_id"] + f"-{k}")
+        lake.write_frame(lake.partition_path(root, "raw_orders", "acme", day), frame, ORDERS_SCHEMA)
+
+    def direct(through=None):
+        files = history_files(root, "acme", through=through)
+        return pd.concat([lake.read_frame(path) for path in files.files], ignore_index=True)
+
+    compacted = lake.tenant_dir(root / lake.COMPACTED, "raw_orders", "acme") / lake.PART_FILE
+    whole = read_orders(history_files(root, "acme"))
+    assert compacted.exists()
+    assert whole.drop(columns=LAKE_DAY).equals(direct()[whole.columns.drop(LAKE_DAY)])
+    assert whole[LAKE_DAY].isna().sum() == 2
+    earlier = read_orders(history_files(root, "acme", through=days[3]))
+    assert history_files(root, "acme", through=days[3]).through == days[3]
+    assert earlier.drop(columns=LAKE_DAY).equals(direct(days[3])[earlier.columns.drop(LAKE_DAY)])
+
+    rewritten = orders(5).assign(order_id=lambda f: f["order_id"] + "-new")
+    lake.write_frame(lake.partition_path(root, "raw_orders", "acme", days[1]), rewritten, ORDERS_SCHEMA)
+    after = read_orders(history_files(root, "acme"))
+    assert after.drop(columns=LAKE_DAY).equals(direct()[after.columns.drop(LAKE_DAY)])
+    assert (after["order_id"].str.endswith("-new")).sum() == 5

@@ -192,11 +192,11 @@ def test_reproduce_is_bit_identical_and_names_what_changed(tmp_path, shop):
     report = reproduce(world["registry"], world["root"], TENANT, card.version)
     assert report.identical, report.differences
     assert not [d for d in report.differences if d.startswith(("data", "package", "model"))]
-    day_file = sorted((world["root"] / "raw_orders_history" / f"tenant={TENANT}").iterdir())[-40] / "part-0.parquet"
-    frame = lake.read_frame(day_file)
+    history_file = history_files(world["root"], TENANT).files[0]
+    frame = lake.read_frame(history_file)
     from mlops_assets.core.shop_records import ORDERS_SCHEMA
 
-    lake.write_frame(day_file, frame.iloc[1:], ORDERS_SCHEMA)
+    lake.write_frame(history_file, frame.iloc[1:], ORDERS_SCHEMA)
     changed = reproduce(world["registry"], world["root"], TENANT, card.version)
     assert any(d.startswith("data digest") for d in changed.differences)
 
