@@ -10,7 +10,13 @@ from mlops_assets.core.features import customer_features as snapshot
 from mlops_assets.core.features import cutoff_utc, feature_problems, orders_as_of
 from mlops_assets.core.history import history_files, read_orders
 from mlops_assets.ingestion import HISTORY_DEPS
-from mlops_assets.partitions import batch_check_result, tenant_and_day, tenant_day_asset
+from mlops_assets.partitions import (
+    add_partition_metadata,
+    batch_check_result,
+    log_progress,
+    tenant_and_day,
+    tenant_day_asset,
+)
 from mlops_assets.resources import LakeResource, TenantRegistryResource
 
 CHECKS = {
@@ -54,17 +60,18 @@ def customer_features(context: dg.AssetExecutionContext, lake: LakeResource, ten
         expected = known.loc[known["cancelled_at"].isna(), "customer_id"].nunique()
         if expected != len(features):
             failures["customer_count_matches_history"].append(f"{key}: {len(features)} rows, history has {expected}")
-        context.add_asset_metadata(
+        add_partition_metadata(
+            context,
+            key,
             {
                 "tenant": tenant_id,
                 "customers": len(features),
                 "history_files": len(files.files),
                 "history_through": files.through.isoformat() if files.through else None,
             },
-            partition_key=key,
         )
         frames[key] = features
-        context.log.info(f"[{position}/{len(keys)}] {tenant_id} {day}: {len(features)} customers")
+        log_progress(context, position, len(keys), f"{tenant_id} {day}: {len(features)} customers")
     yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
     for name, failed in failures.items():
         yield batch_check_result(name, failed, len(keys), CHECKS[name])

@@ -25,7 +25,14 @@ from mlops_assets.core.ingest import (
 from mlops_assets.core.registry import Tenant
 from mlops_assets.core.shop_client import ShopifyClient
 from mlops_assets.core.shop_records import QUARANTINE_SCHEMA, SCHEMAS, to_frame
-from mlops_assets.partitions import daily_partitions, tenant_and_day, tenant_day_asset, tenant_partitions
+from mlops_assets.partitions import (
+    add_partition_metadata,
+    daily_partitions,
+    log_progress,
+    tenant_and_day,
+    tenant_day_asset,
+    tenant_partitions,
+)
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 
 GROUP = "ingestion"
@@ -89,16 +96,19 @@ def raw_asset(resource: str) -> dg.AssetsDefinition:
             gate_ctx = gate_context(root, tenant, resource, day, ingested.frame, len(ingested.quarantine))
             for gate in gates:
                 outcomes[gate.name].append((key, gate.evaluate(ingested.frame, gate_ctx)))
-            context.add_asset_metadata(
+            add_partition_metadata(
+                context,
+                key,
                 {"tenant": tenant_id, "source": tenant.source_kind, **quarantine_meta, **ingested.stats.as_metadata()},
-                partition_key=key,
             )
             frames[key] = ingested.frame
-            context.log.info(
-                f"[{position}/{len(keys)}] {tenant_id} {day}: {len(ingested.frame)} {resource}, "
-                f"{len(ingested.quarantine)} quarantined, {ingested.stats.requests} requests, "
-                f"{ingested.stats.rate_limited} x 429, {ingested.stats.retries} retries"
-            )
+            log_progress(
+                context, position, len(keys),
+                f"{tenant_id} {day}: {len(ingested.frame)} {resource}, {len(ingested.quarantine)} quarantined, "
+                f"{ingested.stats.requests} requests, {ingested.stats.rate_limited} x 429, "
+                f"{ingested.stats.retries} retries",
+                notable=bool(len(ingested.quarantine) or ingested.stats.retries),
+            )  # fmt: skip
         for client in clients.values():
             client.close()
         yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
@@ -162,7 +172,9 @@ def history_asset(resource: str) -> dg.AssetsDefinition:
             else:
                 lake_files.remove(quarantine_path)
             days = sorted(history.days)
-            context.add_asset_metadata(
+            add_partition_metadata(
+                context,
+                tenant_id,
                 {
                     "tenant": tenant_id,
                     "before": before.isoformat(),
@@ -176,7 +188,6 @@ def history_asset(resource: str) -> dg.AssetsDefinition:
                     "quarantined": len(history.quarantine),
                     **history.stats.as_metadata(),
                 },
-                partition_key=tenant_id,
             )
             context.log.info(
                 f"[{position}/{len(context.partition_keys)}] {tenant_id}: {written['rows']} {resource} on "

@@ -18,7 +18,7 @@ from mlops_assets.core import lake
 from mlops_assets.core.prediction_store import read_partition, refresh_statistics, write_partition
 from mlops_assets.core.predictions import batch_summary
 from mlops_assets.core.shop_records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
-from mlops_assets.partitions import tenant_and_day
+from mlops_assets.partitions import add_partition_metadata, tenant_and_day
 
 LAKE_SCHEMAS: dict[str, pa.Schema] = {"raw_orders": ORDERS_SCHEMA, "raw_customers": CUSTOMERS_SCHEMA}
 
@@ -43,7 +43,8 @@ class HiveParquetIOManager(dg.UPathIOManager):
         context.add_output_metadata({"rows": written["rows"], "bytes": written["bytes"], "digest": written["digest"]})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
-        return lake.read_frame(path)
+        """The frame, with the file's sha256 (its data version) in `attrs["digest"]`: no metadata query later."""
+        return lake.read_frame(path, with_digest=True)
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if not (context.has_asset_partitions and len(context.asset_partition_keys) > 1):
@@ -52,15 +53,15 @@ class HiveParquetIOManager(dg.UPathIOManager):
             tenant_id, day = tenant_and_day(key)
             path = lake.partition_path(self.root, context.asset_key.path[-1], tenant_id, day)
             written = lake.write_frame(path, frame, self._schema(context, frame))
-            context.step_context.add_asset_metadata(
+            add_partition_metadata(
+                context,
+                key,
                 {
                     "rows": written["rows"],
                     "bytes": written["bytes"],
                     "digest": written["digest"],
                     "path": dg.MetadataValue.path(written["path"]),
                 },
-                asset_key=context.asset_key,
-                partition_key=key,
             )
 
 
@@ -104,7 +105,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             if len(frames) == 1:
                 context.add_output_metadata(metadata)
             else:
-                context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+                add_partition_metadata(context, key, metadata)
         refresh_statistics(self.warehouse_url)
 
     def load_input(self, context: dg.InputContext):

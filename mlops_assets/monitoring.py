@@ -5,7 +5,7 @@ rollback sensors in automation.py read the per-partition metadata these assets w
 `regressed`), since a check result covers a whole run of many tenant-days.
 """
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -16,10 +16,11 @@ from mlops_assets.core.prediction_store import record_monitoring
 from mlops_assets.ingestion import HISTORY_DEPS
 from mlops_assets.partitions import (
     SAME_TENANT_ANY_DAY,
+    add_partition_metadata,
     batch_check_result,
+    log_progress,
     tenant_and_day,
     tenant_day_asset,
-    tenant_day_key,
 )
 from mlops_assets.resources import (
     LakeResource,
@@ -58,6 +59,31 @@ def reference_snapshot(root, tenant_id: str, cutoff: str | None) -> pd.DataFrame
     )
 
 
+def scored_reference(
+    root, warehouse_url: str, model_registry, tenant_id: str, version: str
+) -> tuple[pd.DataFrame, str]:
+    """The version's drift reference with its scores, and the cutoff it was trained at.
+
+    The scores are the warehouse's predictions of the cutoff day when that version wrote them (a retrain
+    run scores its cutoff with the model it promotes); only otherwise is the model loaded to score again.
+    In a run of many tenants this spares a second model load per tenant after the predictions step.
+    """
+    from mlops_assets.core.monitoring import PREDICTION
+    from mlops_assets.core.prediction_store import read_partition
+    from mlops_assets.core.predictions import load_served_model
+
+    cutoff = model_registry.version(tenant_id, version).tags.get("cutoff")
+    reference = reference_snapshot(root, tenant_id, cutoff)
+    if cutoff:
+        stored = read_partition(warehouse_url, tenant_id, date.fromisoformat(cutoff))
+        if len(stored) == len(reference) and set(stored["model_version"].astype(str)) == {version}:
+            scores = stored.set_index("customer_id")[PREDICTION]
+            if scores.index.is_unique and set(scores.index) == set(reference["customer_id"]):
+                return reference.assign(**{PREDICTION: scores.loc[reference["customer_id"]].to_numpy()}), cutoff
+    model = load_served_model(model_registry, tenant_id, version)
+    return reference.assign(**{PREDICTION: model.predict(reference)}), cutoff
+
+
 @dg.asset(
     **tenant_day_asset(GROUP),
     kinds={"evidently", "parquet"},
@@ -90,7 +116,6 @@ def drift_report(
     webhook: WebhookResource,
 ):
     from mlops_assets.core.monitoring import PREDICTION, drift_report_html, measure_drift, score_histogram_markdown
-    from mlops_assets.core.predictions import load_served_model
 
     keys = context.partition_keys
     snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}
@@ -104,12 +129,11 @@ def drift_report(
         if rows.empty:
             raise dg.Failure(f"tenant {tenant_id} {day}: no predictions to compare (fix: materialize predictions)")
         version = str(rows["model_version"].iloc[0])
-        model = load_served_model(model_registry, tenant_id, version)
         if (tenant_id, version) not in references:
-            reference = reference_snapshot(root, tenant_id, model.cutoff)
-            reference[PREDICTION] = model.predict(reference)
-            references[(tenant_id, version)] = reference
-        reference = references[(tenant_id, version)]
+            references[(tenant_id, version)] = scored_reference(
+                root, tenants.warehouse_url, model_registry, tenant_id, version
+            )
+        reference, cutoff = references[(tenant_id, version)]
         current = snapshots[key].merge(rows[["customer_id", PREDICTION]], on="customer_id", validate="one_to_one")
         thresholds = monitoring.thresholds(tenant)
         result = measure_drift(reference, current, thresholds)
@@ -128,11 +152,13 @@ def drift_report(
                     {"model_version": version, "report": str(path), **{k: True for k in problems}},
                 ),
             )  # fmt: skip
-        context.add_asset_metadata(
+        add_partition_metadata(
+            context,
+            key,
             {
                 "tenant": tenant_id,
                 "model_version": version,
-                "reference_day": str(model.cutoff),
+                "reference_day": str(cutoff),
                 "reference_rows": result.reference_rows,
                 "current_rows": result.current_rows,
                 "drifted_share": round(result.drifted_share, 4),
@@ -149,37 +175,35 @@ def drift_report(
                     )
                 ),
             },
-            partition_key=key,
         )
         record_monitoring(
-            tenants.warehouse_url, tenant_id, day, model_version=version, reference_day=str(model.cutoff),
+            tenants.warehouse_url, tenant_id, day, model_version=version, reference_day=str(cutoff),
             drifted_share=result.drifted_share, drifted_features=", ".join(result.drifted_features),
             prediction_psi=result.prediction_psi, drift_alarms=", ".join(problems) or "none",
         )  # fmt: skip
         frames[key] = result.frame()
-        context.log.info(
-            f"[{position}/{len(keys)}] {tenant_id} {day}: drifted share {result.drifted_share:.2f}, "
-            f"score PSI {result.prediction_psi:.3f}{'; ' + '; '.join(problems.values()) if problems else ''}"
-        )
+        log_progress(
+            context, position, len(keys),
+            f"{tenant_id} {day}: drifted share {result.drifted_share:.2f}, score PSI {result.prediction_psi:.3f}"
+            f"{'; ' + '; '.join(problems.values()) if problems else ''}",
+            notable=bool(problems),
+        )  # fmt: skip
     yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
     warn = dg.AssetCheckSeverity.WARN
     yield batch_check_result("feature_drift", failures["feature_drift"], len(keys), "no feature drift", warn)
     yield batch_check_result("prediction_drift", failures["prediction_drift"], len(keys), "no score drift", warn)
 
 
-def _trend(context, tenant_id: str, day, days: int = 60) -> tuple[list[str], dict[str, list[float]]]:
-    """Realized AUC of the tenant's previous days, from this asset's own materializations."""
-    keys = [tenant_day_key(tenant_id, day - timedelta(days=offset)) for offset in range(days, 0, -1)]
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("realized_performance"), asset_partitions=keys), limit=days * 3
-    ).records
-    latest = {}
-    for record in sorted(records, key=lambda r: r.storage_id):
-        meta = record.asset_materialization.metadata
-        if "realized_auc" in meta:
-            latest[record.partition_key.split("|")[0]] = (meta["realized_auc"].value, meta["holdout_auc"].value)
-    ordered = sorted(latest)
-    return ordered, {"realized": [latest[d][0] for d in ordered], "holdout": [latest[d][1] for d in ordered]}
+def _trend(reader, tenant_id: str, day: date, days: int = 60) -> tuple[list[str], dict[str, list[float]]]:
+    """Realized and holdout AUC of the tenant's earlier days, from the warehouse's monitoring summaries."""
+    earlier = [
+        row for row in reader.monitoring(tenant_id, limit=days + 1)
+        if row["as_of_date"] < day and row["realized_auc"] is not None
+    ]  # fmt: skip
+    return [row["as_of_date"].isoformat() for row in earlier], {
+        "realized": [row["realized_auc"] for row in earlier],
+        "holdout": [float("nan") if row["holdout_auc"] is None else row["holdout_auc"] for row in earlier],
+    }
 
 
 @dg.asset(
@@ -223,7 +247,7 @@ def realized_performance(
     log, reader, model_registry = PromotionLog(warehouse), PredictionReader(warehouse), models.registry()
     frames = {}
     failures: dict[str, list[str]] = {"performance_floor": [], "beats_predecessor": []}
-    for key in keys:
+    for position, key in enumerate(keys, start=1):
         tenant_id, day = tenant_and_day(key)
         tenant = registry.get(tenant_id)
         thresholds, predicted_on = monitoring.thresholds(tenant), day - timedelta(days=tenant.horizon_days)
@@ -231,7 +255,7 @@ def realized_performance(
         files = history_files(root, tenant_id, through=day)
         if scored.empty or files.through is None or files.through < day:
             reason = f"no predictions on {predicted_on}" if scored.empty else f"orders only through {files.through}"
-            context.add_asset_metadata({"tenant": tenant_id, "status": f"not evaluated: {reason}"}, partition_key=key)
+            add_partition_metadata(context, key, {"tenant": tenant_id, "status": f"not evaluated: {reason}"})
             frames[key] = pd.DataFrame(columns=REALIZED_COLUMNS)
             continue
         ordered = labels(read_orders(files), predicted_on, tenant.timezone, tenant.horizon_days)
@@ -266,13 +290,15 @@ def realized_performance(
                     "performance_below_floor", tenant_id, day.isoformat(), problem, {"model_version": version}
                 ),
             )
-        days, series = _trend(context, tenant_id, day)
+        days, series = _trend(reader, tenant_id, day)
         row = {
             "tenant_id": tenant_id, "as_of_date": day, "predicted_on": predicted_on, "model_version": version,
             **{k: metrics[k] for k in ("customers", "positives", "base_rate", "auc", "brier", "top_decile_precision")},
             "holdout_auc": holdout_auc, "predecessor_version": predecessor, "predecessor_auc": predecessor_auc,
         }  # fmt: skip
-        context.add_asset_metadata(
+        add_partition_metadata(
+            context,
+            key,
             {
                 "tenant": tenant_id,
                 "status": "evaluated",
@@ -301,7 +327,6 @@ def realized_performance(
                     )
                 ),
             },
-            partition_key=key,
         )
         record_monitoring(
             warehouse, tenant_id, day, predicted_on=predicted_on, realized_model_version=version,
@@ -309,10 +334,12 @@ def realized_performance(
             top_decile_precision=metrics["top_decile_precision"], holdout_auc=holdout_auc,
         )  # fmt: skip
         frames[key] = pd.DataFrame([row], columns=REALIZED_COLUMNS)
-        context.log.info(
+        log_progress(
+            context, position, len(keys),
             f"{tenant_id} {day}: predictions of {predicted_on} by v{version}: realized AUC {metrics['auc']:.3f} "
-            f"(holdout {holdout_auc:.3f}){f', v{predecessor} {predecessor_auc:.3f}' if predecessor else ''}"
-        )
+            f"(holdout {holdout_auc:.3f}){f', v{predecessor} {predecessor_auc:.3f}' if predecessor else ''}",
+            notable=bool(problem or regression),
+        )  # fmt: skip
     yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
     warn = dg.AssetCheckSeverity.WARN
     yield batch_check_result(

@@ -69,6 +69,31 @@ def tenant_day_asset(group_name: str, **kwargs) -> dict:
     }
 
 
+def add_partition_metadata(context, partition_key: str, metadata: dict, asset_key: str | None = None) -> None:
+    """Metadata of one partition of a run over many (an asset's context or its IO manager's output context).
+
+    Dagster's `add_asset_metadata(partition_key=...)` validates the key by listing the run's partition
+    range: three storage queries per call, each O(tenants) (43 ms a call at 10 tenants on PostgreSQL,
+    6 of every 42 s of a daily cycle). The keys here come from the run's own range, so the step's
+    metadata accumulator takes them directly.
+    """
+    step = (
+        context.step_context
+        if isinstance(context, dg.OutputContext)
+        else context.op_execution_context._step_execution_context
+    )
+    key = dg.AssetKey.from_coercible(asset_key) if asset_key else context.asset_key
+    step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(
+        asset_key=key, metadata=metadata, partition_key=partition_key
+    )
+
+
+def log_progress(context, position: int, total: int, message: str, notable: bool = False) -> None:
+    """About ten lines per step and every notable partition: each log line is an event-log write."""
+    if notable or position == total or position % max(1, total // 10) == 0:
+        context.log.info(f"[{position}/{total}] {message}")
+
+
 def latest_partition_metadata(context: dg.AssetExecutionContext, asset: str, key: str) -> dict:
     """The latest materialization metadata of an upstream partition (e.g. the data digest)."""
     records = context.instance.fetch_materializations(

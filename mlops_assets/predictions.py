@@ -11,8 +11,9 @@ import dagster as dg
 
 from mlops_assets.partitions import (
     SAME_TENANT_ANY_DAY,
+    add_partition_metadata,
     batch_check_result,
-    latest_partition_metadata,
+    log_progress,
     tenant_and_day,
     tenant_day_asset,
 )
@@ -65,11 +66,13 @@ def predictions(
             except NoProductionModel as exc:
                 raise dg.Failure(str(exc), metadata={"tenant": tenant_id}) from exc
         model, snapshot = served[tenant_id], snapshots[key]
-        digest = latest_partition_metadata(context, "customer_features", key).get("digest", "unknown")
+        digest = snapshot.attrs.get("digest", "unknown")
         frame = score_snapshot(model, snapshot, day, str(digest), context.run.run_id, created_at, policy.bands())
         for name, problem in prediction_problems(frame, len(snapshot)).items():
             failures[name].append(f"{key}: {problem}")
-        context.add_asset_metadata(
+        add_partition_metadata(
+            context,
+            key,
             {
                 "tenant": tenant_id,
                 "customers": len(frame),
@@ -78,10 +81,9 @@ def predictions(
                 "feature_version": str(digest),
                 **{f"risk_{band}": int((frame["risk_band"] == band).sum()) for band in ("high", "medium", "low")},
             },
-            partition_key=key,
         )
         frames[key] = frame
-        context.log.info(f"[{position}/{len(keys)}] {tenant_id} {day}: {len(frame)} customers, model v{model.version}")
+        log_progress(context, position, len(keys), f"{tenant_id} {day}: {len(frame)} customers, model v{model.version}")
     for name, failed in failures.items():
         yield batch_check_result(name, failed, len(keys), CHECKS[name])
     failed = {name: entries for name, entries in failures.items() if entries}

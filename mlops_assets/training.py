@@ -14,7 +14,13 @@ from mlops_assets.core.history import history_files, read_orders
 from mlops_assets.core.lake import partition_path
 from mlops_assets.core.training_data import SPLITS, TrainingSet, build_training_set
 from mlops_assets.ingestion import HISTORY_DEPS
-from mlops_assets.partitions import batch_check_result, latest_partition_metadata, tenant_and_day, tenant_day_asset
+from mlops_assets.partitions import (
+    add_partition_metadata,
+    batch_check_result,
+    latest_partition_metadata,
+    tenant_and_day,
+    tenant_day_asset,
+)
 from mlops_assets.resources import (
     LakeResource,
     ModelPolicyResource,
@@ -78,7 +84,9 @@ def training_set(
                 failures["splits_in_time_order"].append(f"{key}: {earlier} labels overlap {later}")
         if built.cold_start_reasons:
             failures["enough_history"].append(f"{key}: {'; '.join(built.cold_start_reasons)}")
-        context.add_asset_metadata(
+        add_partition_metadata(
+            context,
+            key,
             {
                 "tenant": tenant_id,
                 "cutoff": cutoff.isoformat(),
@@ -91,7 +99,6 @@ def training_set(
                 "cold_start_reasons": "; ".join(built.cold_start_reasons) or "none",
                 **plan.as_params(),
             },
-            partition_key=key,
         )
         frames[key] = built.frame
         context.log.info(f"{tenant_id} cutoff {cutoff}: {built.summary()}")
@@ -164,7 +171,7 @@ def candidate_model(
             not_finite.append(f"{key}: {card.metrics}")
         if card.kind == "lightgbm" and not card.beats_baseline:
             below.append(f"{key}: AUC {card.holdout_auc:.4f} < baseline {card.baseline_auc:.4f}")
-        context.add_asset_metadata(card.metadata(), partition_key=key)
+        add_partition_metadata(context, key, card.metadata())
         cards[key] = card.frame()
         context.log.info(
             f"{tenant_id} cutoff {cutoff}: {card.kind} version {card.version}, holdout AUC "
@@ -254,7 +261,7 @@ def production_model(
         elif trigger == "drift":
             event = OperatorEvent("refused", tenant_id, cutoff.isoformat(), f"drift retrain: {outcome.reason}")
         delivery = webhook.announce(context.log, event) if event else "none"
-        context.add_asset_metadata({**outcome.metadata(), "trigger": trigger, "event": delivery}, partition_key=key)
+        add_partition_metadata(context, key, {**outcome.metadata(), "trigger": trigger, "event": delivery})
         decisions[key] = outcome.frame()
         context.log.info(f"{tenant_id}: {outcome.reason}; production is version {outcome.production_version}")
     yield dg.Output(_outputs(decisions, keys))

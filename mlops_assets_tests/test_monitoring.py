@@ -175,7 +175,7 @@ def test_realized_performance_after_the_retrain_is_no_worse_than_the_replaced_mo
     assert new >= old - 0.01 and new > 0.7, (new, old)
     planted = [m for m in evaluated.values() if m["serving_version"] == calendar["planted"]]
     assert planted and planted[0]["realized_auc"] < 0.5 < planted[0]["predecessor_auc"]
-    assert planted[0]["regressed"] and "![" in realized[LAST.isoformat()]["trend"]
+    assert planted[0]["regressed"] and "realized AUC" in realized[LAST.isoformat()]["trend"]
     from mlops_assets.core.prediction_store import PredictionReader
 
     summaries = PredictionReader(calendar["settings"].warehouse_url).monitoring(TENANT)

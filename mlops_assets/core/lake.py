@@ -93,9 +93,12 @@ def write_table(path: UPath, table: pa.Table) -> None:
     write_atomic(path, encode_table(table))
 
 
-def read_frame(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
-    with path.open("rb") as handle:
-        return from_arrow(pq.read_table(handle, columns=columns))
+def read_frame(path: UPath, columns: list[str] | None = None, with_digest: bool = False) -> pd.DataFrame:
+    payload = path.read_bytes()
+    frame = from_arrow(pq.read_table(pa.BufferReader(payload), columns=columns))
+    if with_digest:
+        frame.attrs["digest"] = content_digest(payload)
+    return frame
 
 
 def file_digest(path: UPath) -> str:

@@ -1,0 +1,454 @@
+"""A fleet of N tenants through the weekly retrain and the daily cycle, Dagster beside the bare `core` loop.
+
+Production profile: PostgreSQL for Dagster's storage, the warehouse and MLflow; the lake and MLflow's
+artifacts on an S3 endpoint (moto server in its own process on loopback); the shops behind the
+Shopify emulator in its own process. Shop sizes follow a realistic spread (most small, a few large;
+`--large 100000` adds one big tenant).
+
+Setup (not timed): shops, tenant registry and partitions, each tenant's history file and the window's
+day files written straight to the lake, and predictions H days back so realized performance has
+something to score. Then four stages, each in a fresh process (so its peak memory is its own):
+
+- weekly, Dagster: the weekly schedule's `retrain` runs (features, training set, candidate, gates and
+  promotion, predictions, drift) for every tenant at yesterday's cutoff, in-process runs over
+  contiguous tenant ranges, with IO managers, checks, metadata and the event log on PostgreSQL;
+- weekly, bare: the same stages per tenant as plain `core` calls in one loop (its own MLflow database,
+  so both sides train a tenant's first model);
+- daily, Dagster: the daily schedule's runs for today (ingest over HTTP, features, predictions, drift,
+  realized performance);
+- daily, bare: the same work per tenant as plain `core` calls (no checks, no metadata).
+
+    .venv/bin/python benchmarks/fleet.py --tenants 10
+    .venv/bin/python benchmarks/fleet.py --tenants 1000 --large 100000
+
+PostgreSQL: `--pg` (default postgresql://postgres@127.0.0.1:5432/postgres); the script creates and drops
+its own databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+HORIZON = 7
+WINDOW_DAYS = 7
+BUCKET = "fleet-lake"
+TOKEN_ENV = "FLEET_SHOP_TOKEN"
+DATABASES = ("fleet_dagster", "fleet_warehouse", "fleet_mlflow_dagster", "fleet_mlflow_bare")
+STAGES = ("weekly-dagster", "weekly-bare", "daily-dagster", "daily-bare")
+
+
+def sizes(count: int, seed: int = 0) -> list[int]:
+    """Most shops small, a few large: lognormal around 600 customers, clipped to [200, 5000]."""
+    return np.clip(np.random.default_rng(seed).lognormal(np.log(600), 0.8, count), 200, 5000).astype(int).tolist()
+
+
+def fleet(count: int, large: int) -> dict[str, int]:
+    shops = {f"shop-{k:04d}": size for k, size in enumerate(sizes(count))}
+    if large:
+        shops["shop-large"] = large
+    return shops
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout_s} s")
+
+
+def environment(home: Path, pg: str, s3_port: int, emulator_port: int) -> dict[str, str]:
+    server = pg.rsplit("/", 1)[0]
+    return {
+        **os.environ,
+        "MLOPS_PROFILE": "production",
+        "MLOPS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "MLOPS_LAKE_URL": f"s3://{BUCKET}/lake",
+        "MLOPS_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "MLOPS_WAREHOUSE_URL": f"{server}/fleet_warehouse".replace("postgresql://", "postgresql+psycopg://"),
+        **mlflow_env(pg, "dagster"),
+        "MLOPS_PARTITION_WINDOW_DAYS": str(WINDOW_DAYS),
+        "AWS_ACCESS_KEY_ID": "fleet",
+        "AWS_SECRET_ACCESS_KEY": "fleet",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "FLEET_EMULATOR_URL": f"http://127.0.0.1:{emulator_port}",
+        TOKEN_ENV: "shpat_fleet",
+        "MLOPS_EMULATOR_TOKEN": "shpat_fleet",
+    }
+
+
+def mlflow_env(pg: str, side: str) -> dict[str, str]:
+    """Each side its own MLflow database and artifacts, so both train every tenant's first model."""
+    server = pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")
+    return {
+        "MLOPS_MLFLOW_TRACKING_URI": f"{server}/fleet_mlflow_{side}",
+        "MLOPS_MLFLOW_ARTIFACTS_URL": f"s3://{BUCKET}/mlflow-{side}",
+    }
+
+
+def dagster_yaml(pg: str) -> str:
+    server = pg.rsplit("/", 1)[0].removeprefix("postgresql://")
+    user, host_port = server.split("@")
+    host, port = host_port.split(":")
+    return (
+        "storage:\n  postgres:\n    postgres_db:\n"
+        f"      username: {user}\n      password: ''\n      hostname: {host}\n      db_name: fleet_dagster\n"
+        f"      port: {port}\n      scheme: postgresql+psycopg2\n"
+        "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+    )
+
+
+def recreate_databases(pg: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(pg.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in DATABASES:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+            conn.execute(sa.text(f'create database "{name}"'))
+    admin.dispose()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds() -> float:
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+# --- setup -------------------------------------------------------------------------------------------
+
+
+def setup(shops: dict[str, int], day: date) -> None:
+    """Tenants, partitions, history and window files, and predictions H days back; nothing here is timed."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from mlops_assets import cli
+    from mlops_assets.automation import sync_tenant_partitions
+    from mlops_assets.core import lake
+    from mlops_assets.core.ingest import split_by_day
+    from mlops_assets.core.prediction_store import write_partition
+    from mlops_assets.core.predictions import batch_summary
+    from mlops_assets.core.registry import Tenant, shopify_settings
+    from mlops_assets.core.shop_records import SCHEMAS, to_frame
+    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+    from mlops_assets.partitions import daily_partitions
+    from mlops_assets.settings import Settings
+
+    settings = Settings.from_env()
+    root = lake.lake_root(settings.lake_url, settings.s3_endpoint_url)
+    registry = cli.registry()
+    window_start = daily_partitions.start.date()
+    predicted_on = day - timedelta(days=HORIZON)
+
+    def store(item: tuple[int, tuple[str, int]]) -> None:
+        seed, (name, customers) = item
+        shop = SyntheticShop(ShopSpec(name, customers=customers, seed=seed, end=day, history_days=420))
+        for resource_name, frame in (
+            ("orders", shop.raw_orders()),
+            ("customers", to_frame("customers", shop.customers.astype({"customer_id": str}))),
+        ):
+            days = split_by_day(frame, shop.spec.timezone)
+            older = [days[d] for d in sorted(days) if d < window_start] or [to_frame(resource_name, [])]
+            history = lake.history_path(root, f"raw_{resource_name}_history", name, window_start - timedelta(days=1))
+            lake.write_frame(history, pd.concat(older, ignore_index=True), SCHEMAS[resource_name])
+            for window_day in (window_start + timedelta(days=k) for k in range((day - window_start).days)):
+                part = days.get(window_day, to_frame(resource_name, []))
+                lake.write_frame(
+                    lake.partition_path(root, f"raw_{resource_name}", name, window_day), part, SCHEMAS[resource_name]
+                )
+        customers_known = shop.customers["customer_id"].astype(str).to_numpy()
+        rng = np.random.default_rng(seed)
+        scores = rng.beta(1, 4, len(customers_known))
+        rank = (-scores).argsort().argsort() + 1
+        frame = pd.DataFrame(
+            {
+                "tenant_id": name,
+                "as_of_date": predicted_on,
+                "customer_id": customers_known,
+                "repurchase_probability": scores,
+                "risk_band": np.where(scores < 0.1, "high", np.where(scores < 0.3, "medium", "low")),
+                "rank": rank,
+                "percentile": 100.0 * (len(rank) - rank + 1) / len(rank),
+                "top_reasons": "[]",
+                "model_name": f"repurchase-{name}",
+                "model_version": "0",
+                "feature_version": "setup",
+                "run_id": "setup",
+                "created_at": datetime.now(UTC),
+            }
+        )
+        frame.attrs["model_metrics"] = {"holdout_auc": 0.8}
+        write_partition(settings.warehouse_url, name, predicted_on, frame, batch_summary(frame), "setup")
+
+    emulator_url = os.environ["FLEET_EMULATOR_URL"]
+    for name in shops:
+        registry.add(
+            Tenant(
+                name, name, "shopify", shopify_settings(f"{emulator_url}/shops/{name}", TOKEN_ENV), horizon_days=HORIZON
+            )
+        )
+    with cli.instance() as instance:
+        sync_tenant_partitions(instance, registry)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(tqdm(pool.map(store, enumerate(shops.items())), total=len(shops), desc="setup: lake and warehouse"))
+
+
+# --- the two sides of each stage -------------------------------------------------------------------------
+
+
+def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
+    """The schedule's runs for `day`, executed in this process; returns how many runs were launched."""
+    from mlops_assets import cli
+    from mlops_assets.automation import CYCLES, Automation, _ranges, _tenant_range_request, cycle_requests
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.settings import Settings
+
+    defs, registry = build_defs(Settings.from_env()), cli.registry()
+    with cli.instance() as instance:
+        automation = Automation(defs, instance, registry)
+        if cycle == "weekly":  # first models: the fleet is not onboarded yet, so the schedule would skip it
+            job_name, tags = CYCLES["weekly"]
+            requests = [
+                _tenant_range_request(job_name, day, day, low, high, f"fleet-{low}-{high}", tags)
+                for low, high in _ranges(instance, tenant_ids)
+            ]
+        else:
+            requests = cycle_requests("daily", instance, registry, day)
+        results = automation.execute(requests)
+        if not results or not all(result.success for result in results):
+            raise SystemExit(f"{cycle}: runs failed: {automation.failures()}")
+        return len(results)
+
+
+def bare_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
+    """The same stages per tenant as plain core calls, one tenant after another."""
+    import pyarrow as pa
+
+    from mlops_assets.core import lake
+    from mlops_assets.core.candidates import promote_candidate, train_candidate
+    from mlops_assets.core.features import customer_features, labels
+    from mlops_assets.core.history import history_files, read_orders
+    from mlops_assets.core.ingest import ingest_day, store_quarantine
+    from mlops_assets.core.model_registry import ModelRegistry
+    from mlops_assets.core.monitoring import (
+        PREDICTION,
+        MonitoringThresholds,
+        drift_report_html,
+        measure_drift,
+        realized_metrics,
+    )
+    from mlops_assets.core.prediction_store import read_partition, refresh_statistics, write_partition
+    from mlops_assets.core.predictions import batch_summary, load_served_model, score_snapshot
+    from mlops_assets.core.promotion import PromotionPolicy
+    from mlops_assets.core.registry import TenantRegistry
+    from mlops_assets.core.shop_records import SCHEMAS
+    from mlops_assets.core.training_data import ColdStartThresholds, TrainingPlan, build_training_set
+    from mlops_assets.monitoring import _report_path, reference_snapshot
+    from mlops_assets.resources import ShopApiResource
+    from mlops_assets.settings import Settings
+
+    settings = Settings.from_env()
+    root = lake.lake_root(settings.lake_url, settings.s3_endpoint_url)
+    registry = TenantRegistry(settings.warehouse_url)
+    models = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri, settings.s3_endpoint_url)
+    shop_api, thresholds = ShopApiResource(), MonitoringThresholds()
+
+    def write(asset: str, tenant_id: str, frame) -> str:
+        path = lake.partition_path(root, asset, tenant_id, day)
+        return lake.write_frame(path, frame, pa.Schema.from_pandas(frame, preserve_index=False))["digest"]
+
+    for tenant_id in tenant_ids:
+        tenant = registry.get(tenant_id)
+        if cycle == "daily":
+            with shop_api.client(tenant) as client:
+                for resource_name in ("orders", "customers"):
+                    ingested = ingest_day(tenant, resource_name, day, client)
+                    store_quarantine(root, resource_name, tenant_id, day, ingested)
+                    path = lake.partition_path(root, f"raw_{resource_name}", tenant_id, day)
+                    lake.write_frame(path, ingested.frame, SCHEMAS[resource_name])
+        history = read_orders(history_files(root, tenant_id))
+        features = customer_features(history, day, tenant.timezone, tenant.horizon_days)
+        digest = write("customer_features", tenant_id, features)
+        if cycle == "weekly":
+            files = history_files(root, tenant_id, through=day)
+            plan = TrainingPlan(day, tenant.horizon_days)
+            built = build_training_set(read_orders(files), plan, tenant.timezone, files.through, ColdStartThresholds())
+            write("training_set", tenant_id, built.frame)
+            register = {
+                "data_digest": files.digest(), "data_through": str(files.through), "timezone": tenant.timezone,
+                "training_source": "bare", "tags": {"cutoff": day.isoformat()},
+            }  # fmt: skip
+            card = train_candidate(models, tenant_id, built, **register)
+
+            def fallback(reason: str, built=built, register=register, tenant_id=tenant_id):
+                built.cold_start_reasons = [reason]
+                return train_candidate(models, tenant_id, built, **register)
+
+            promote_candidate(
+                models, settings.warehouse_url, tenant_id, card.frame().iloc[0], built.frame, PromotionPolicy(),
+                fallback,
+            )  # fmt: skip
+        model = load_served_model(models, tenant_id)
+        scored = score_snapshot(model, features, day, digest, "bare", datetime.now(UTC))
+        write_partition(settings.warehouse_url, tenant_id, day, scored, batch_summary(scored), "bare")
+        reference = reference_snapshot(root, tenant_id, model.cutoff)
+        reference[PREDICTION] = model.predict(reference)
+        current = features.merge(scored[["customer_id", PREDICTION]], on="customer_id")
+        if measure_drift(reference, current, thresholds).problems(thresholds):
+            html = drift_report_html(reference, current, thresholds)
+            lake.write_atomic(_report_path(root, tenant_id, day), html.encode())
+        if cycle == "daily":
+            earlier = day - timedelta(days=tenant.horizon_days)
+            served = read_partition(settings.warehouse_url, tenant_id, earlier)
+            outcome = served["customer_id"].isin(labels(history, earlier, tenant.timezone, tenant.horizon_days).index)
+            realized_metrics(served["repurchase_probability"].to_numpy(float), outcome.to_numpy())
+    refresh_statistics(settings.warehouse_url)
+    return 0
+
+
+def run_stage(stage: str, tenant_ids: list[str], day: date, report: Path) -> None:
+    import evidently  # noqa: F401 - imports warm before the clock starts, on both sides
+    import lightgbm  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401
+    import mlflow  # noqa: F401
+
+    import mlops_assets.definitions  # noqa: F401
+
+    cycle, side = stage.split("-")
+    stage_day = day - timedelta(days=1) if cycle == "weekly" else day
+    work = dagster_stage if side == "dagster" else bare_stage
+    profiler = cProfile.Profile() if os.environ.get("FLEET_PROFILE_DIR") else None
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    runs = profiler.runcall(work, cycle, tenant_ids, stage_day) if profiler else work(cycle, tenant_ids, stage_day)
+    if profiler:
+        profiler.dump_stats(Path(os.environ["FLEET_PROFILE_DIR"]) / f"{stage}.prof")
+    figures = {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "peak_mib": peak_rss_mib()}
+    report.write_text(json.dumps({**figures, "runs": runs}))
+
+
+# --- orchestration -----------------------------------------------------------------------------------------
+
+
+def child(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, __file__, *args], env=env, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--large", type=int, default=0, help="add one tenant of this many customers")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument(
+        "--profile-dir", help="write a cProfile of each stage here (its figures then include the profiler)"
+    )
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--report", help=argparse.SUPPRESS)
+    parser.add_argument("--day", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    shops = fleet(args.tenants, args.large)
+    if args.phase == "setup":
+        return setup(shops, date.fromisoformat(args.day))
+    if args.phase:
+        return run_stage(args.phase, sorted(shops), date.fromisoformat(args.day), Path(args.report))
+
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    home = Path(tempfile.mkdtemp(prefix="fleet-"))
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text(dagster_yaml(args.pg))
+    recreate_databases(args.pg)
+    s3_port, emulator_port = free_port(), free_port()
+    bin_dir = Path(sys.executable).parent
+    s3 = subprocess.Popen(
+        [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    env = environment(home, args.pg, s3_port, emulator_port)
+    if args.profile_dir:
+        env["FLEET_PROFILE_DIR"] = str(Path(args.profile_dir).resolve())
+    shop_flags = [flag for seed, (name, n) in enumerate(shops.items()) for flag in ("--shop", f"{name}:{n}:{seed}")]
+    emulator = subprocess.Popen(
+        [str(bin_dir / "mlops"), "shop-emulator", "--port", str(emulator_port), "--end-date", day.isoformat(),
+         "--history-days", "420", "--as-of-request", "--bucket-capacity", "100000", "--leak-per-s", "100000",
+         *shop_flags],
+        env=env, stdout=subprocess.DEVNULL, stderr=(home / "emulator.log").open("w"), start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(s3_port, s3, "moto server")
+        import boto3
+
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+                     aws_access_key_id="fleet", aws_secret_access_key="fleet").create_bucket(Bucket=BUCKET)  # fmt: skip
+        started = time.perf_counter()
+        child(env, "--tenants", str(args.tenants), "--large", str(args.large), "--phase", "setup", "--day", str(day))
+        wait_for_port(emulator_port, emulator, "shop emulator")
+        print(f"setup {time.perf_counter() - started:.0f} s")
+        results = {}
+        for stage in args.stages:
+            side_env = env if stage.endswith("dagster") else {**env, **mlflow_env(args.pg, "bare")}
+            report = home / f"{stage}.json"
+            child(
+                side_env, "--tenants", str(args.tenants), "--large", str(args.large), "--phase", stage,
+                "--day", str(day), "--report", str(report),
+            )  # fmt: skip
+            results[stage] = json.loads(report.read_text())
+            print(stage, results[stage], flush=True)
+    finally:
+        for process in (emulator, s3):
+            process.terminate()
+            process.wait(timeout=30)
+    customers = sum(shops.values())
+    print(
+        "| tenants | customers | stage | runs | Dagster wall s | Dagster CPU s | Dagster peak MiB | bare wall s | "
+        "bare CPU s | bare peak MiB | ratio (wall) |"
+    )
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cycle in ("weekly", "daily"):
+        ours, bare = results.get(f"{cycle}-dagster"), results.get(f"{cycle}-bare")
+        if ours and bare:
+            print(
+                f"| {len(shops)} | {customers:,} | {cycle} | {ours['runs']} | {ours['wall_s']:.1f} | "
+                f"{ours['cpu_s']:.1f} | {ours['peak_mib']:.0f} | {bare['wall_s']:.1f} | {bare['cpu_s']:.1f} | "
+                f"{bare['peak_mib']:.0f} | **{ours['wall_s'] / bare['wall_s']:.2f}** |"
+            )
+    shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
