@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from mlops_assets import automation, features, ingestion, monitoring, predictions, training
+from mlops_assets.executors import run_executor
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
 from mlops_assets.resources import (
     LakeResource,
@@ -72,6 +73,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             "monitoring": MonitoringPolicyResource(),
             "webhook": WebhookResource(url=_from_env("MLOPS_WEBHOOK_URL", None)),
         },
+        executor=run_executor(settings),
     )
 
 

@@ -2,7 +2,9 @@
 
 `local` (the default) needs no server: everything lives under `$MLOPS_HOME` (default `./.mlops`).
 `production` points the lake at S3 and the warehouse at PostgreSQL. Every value can be overridden
-by its own variable in either profile; the README lists them.
+by its own variable in either profile; the README lists them. `MLOPS_EXECUTOR` picks where a run's
+steps execute: in the run's own process tree (`default`), on Celery workers (`celery`, Redis as
+broker), or in Kubernetes step pods (`k8s`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("local", "production")
+EXECUTORS = ("default", "celery", "k8s")
+# Redis on the same host, only when Celery is chosen and no broker is named.
+LOCAL_CELERY_BROKER = "redis://127.0.0.1:6379/0"
 
 
 class SettingsError(RuntimeError):
@@ -29,6 +34,9 @@ class Settings:
     mlflow_artifact_uri: str
     dagster_home: Path
     partition_window_days: int
+    executor: str
+    celery_broker_url: str | None
+    celery_backend_url: str | None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -55,6 +63,10 @@ class Settings:
         window = env.get("MLOPS_PARTITION_WINDOW_DAYS", "90")
         if not window.isdigit() or not 7 <= int(window) <= 3660:
             raise SettingsError(f"MLOPS_PARTITION_WINDOW_DAYS={window!r} must be a whole number of days in [7, 3660]")
+        executor = env.get("MLOPS_EXECUTOR", "default").strip().lower()
+        if executor not in EXECUTORS:
+            raise SettingsError(f"MLOPS_EXECUTOR={executor!r} is not one of {EXECUTORS} (fix: unset it or pick one)")
+        broker = env.get("MLOPS_CELERY_BROKER_URL") or (LOCAL_CELERY_BROKER if executor == "celery" else None)
         return cls(
             profile=profile,
             home=home,
@@ -65,4 +77,7 @@ class Settings:
             mlflow_artifact_uri=artifacts,
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
             partition_window_days=int(window),
+            executor=executor,
+            celery_broker_url=broker,
+            celery_backend_url=env.get("MLOPS_CELERY_BACKEND_URL") or broker,
         )

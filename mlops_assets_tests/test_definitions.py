@@ -106,11 +106,12 @@ def test_resources_and_sensors():
 
 def test_code_location_load_stays_light():
     """Dagster imports the code location for every run and UI reload: MLflow, LightGBM, scikit-learn and
-    Evidently load only inside the steps that use them (DESIGN.md, 'Runs are expensive')."""
+    Evidently load only inside the steps that use them, Celery and the Kubernetes client only when
+    `MLOPS_EXECUTOR` chooses them (DESIGN.md, 'Runs are expensive')."""
     import subprocess
     import sys
 
-    heavy = ("mlflow", "lightgbm", "sklearn", "evidently", "matplotlib")
+    heavy = ("mlflow", "lightgbm", "sklearn", "evidently", "matplotlib", "celery", "dagster_celery", "kubernetes")
     probe = f"import sys, mlops_assets.definitions; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
