@@ -147,16 +147,16 @@ def _manifest(entries) -> str:
     return json.dumps([[f.label, f.fingerprint] for f in entries])
 
 
-def _load_compacted(files: HistoryFiles) -> tuple[pa.Table, int] | None:
-    """The compacted table and how many of the listing's files it covers, if it matches them exactly."""
-    path = _compacted_path(files)
-    if not path.exists():
+def _load_compacted(files: HistoryFiles) -> tuple[pq.ParquetFile, int] | None:
+    """The compacted copy and how many of the listing's files it covers, if it matches them exactly."""
+    try:
+        payload = _compacted_path(files).read_bytes()
+    except FileNotFoundError:
         return None
-    with path.open("rb") as handle:
-        table = pq.read_table(handle)
-    covered = json.loads((table.schema.metadata or {}).get(_MANIFEST, b"[]"))
+    parquet = pq.ParquetFile(pa.BufferReader(payload))
+    covered = json.loads((parquet.schema_arrow.metadata or {}).get(_MANIFEST, b"[]"))
     listing = [[f.label, f.fingerprint] for f in files.listing[: len(covered)]]
-    return (table.replace_schema_metadata(None), len(covered)) if covered == listing else None
+    return (parquet, len(covered)) if covered == listing else None
 
 
 def _store_compacted(files: HistoryFiles, table: pa.Table, covered: int) -> None:
@@ -165,22 +165,26 @@ def _store_compacted(files: HistoryFiles, table: pa.Table, covered: int) -> None
 
 
 def read_records(files: HistoryFiles, columns: list[str] | None = None) -> pd.DataFrame:
-    """Every stored version of every record in `files` (plus `lake_day`), in file order."""
+    """Every stored version of every record in `files` (`columns` plus `lake_day`), in file order."""
     schema = SCHEMAS[files.resource]
-    columns = columns or (ORDER_COLUMNS if files.resource == "orders" else schema.names)
+    if columns is None:
+        columns = ORDER_COLUMNS if files.resource == "orders" else schema.names
+    selected = [*columns, LAKE_DAY]
     wanted = len(files.entries)
     loaded = _load_compacted(files)
     compacted, covered = loaded if loaded else (None, 0)
-    tables = [compacted] if compacted is not None else []
-    if wanted > covered:
-        tables += _read_files(list(files.listing[covered:wanted]), schema)
-        if wanted - covered > COMPACT_AFTER:
-            merged = pa.concat_tables(tables)
-            _store_compacted(files, merged, wanted)
-            tables = [merged]
+    tail = _read_files(list(files.listing[covered:wanted]), schema)
+    if len(tail) > COMPACT_AFTER:
+        merged = pa.concat_tables(([compacted.read().replace_schema_metadata(None)] if compacted else []) + tail)
+        _store_compacted(files, merged, wanted)
+        tables = [merged.select(selected)]
+    else:
+        tables = ([compacted.read(columns=selected).replace_schema_metadata(None)] if compacted else []) + [
+            table.select(selected) for table in tail
+        ]
     if not tables:
-        return from_arrow(schema.append(pa.field(LAKE_DAY, pa.date32())).empty_table().select([*columns, LAKE_DAY]))
-    table = pa.concat_tables(tables).select([*columns, LAKE_DAY])
+        return from_arrow(schema.append(pa.field(LAKE_DAY, pa.date32())).empty_table().select(selected))
+    table = pa.concat_tables(tables)
     if covered > wanted:
         table = table.filter(pc.or_kleene(pc.is_null(table[LAKE_DAY]), pc.less_equal(table[LAKE_DAY], files.upto)))
     return from_arrow(table)

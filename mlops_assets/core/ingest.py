@@ -169,7 +169,7 @@ def gate_context(
     first = day - timedelta(days=TRAILING_DAYS)
     files = history_files(root, tenant.tenant_id, through=day - timedelta(days=1), resource=resource)
     stored = [f.day for f in files.entries if f.day is not None and f.day >= first]
-    columns = ["total_price"] if resource == "orders" else ["updated_at"]
+    columns = ["total_price"] if resource == "orders" else []
     trailing = read_records(files, columns) if stored else pd.DataFrame(columns=[*columns, LAKE_DAY])
     trailing = trailing[trailing[LAKE_DAY].isin(stored)]
     per_day = trailing[LAKE_DAY].value_counts()
