@@ -11,8 +11,6 @@ recency/frequency baseline is the tenant's (flagged) fallback model.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from dataclasses import dataclass
 
@@ -78,6 +76,52 @@ class BaselineModel:
         return fallback
 
 
+def _bgnbd_objective(log_params, x, t_x, age, penalizer):
+    """lifetimes' BG/NBD negative log-likelihood (mean, plus its penalty) and its exact gradient.
+
+    lifetimes differentiates the same expression with autograd, which cost 127 ms of a fit's 130 ms
+    (22 fits per training); written out, the gradient makes a fit take a few milliseconds.
+    """
+    from scipy.special import digamma, gammaln
+
+    r, alpha, a, b = params = np.exp(log_params)
+    last = b + np.maximum(x, 1) - 1
+    a3 = -(r + x) * np.log(alpha + age)
+    a4 = np.log(a) - np.log(last) - (r + x) * np.log(t_x + alpha)
+    repeat = x > 0
+    top = np.maximum(a3, np.where(repeat, a4, a3))
+    e3, e4 = np.exp(a3 - top), np.exp(a4 - top) * repeat
+    w3, w4 = e3 / (e3 + e4), e4 / (e3 + e4)
+    ll = (
+        gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+        + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+        + np.log(e3 + e4) + top
+    )  # fmt: skip
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + age) - w4 * np.log(t_x + alpha)
+    d_alpha = r / alpha - w3 * (r + x) / (alpha + age) - w4 * (r + x) / (t_x + alpha)
+    d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
+    d_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) - w4 / last
+    gradient = -np.array([d.mean() for d in (d_r, d_alpha, d_a, d_b)]) * params + 2 * penalizer * params**2
+    return -ll.mean() + penalizer * (params**2).sum(), gradient
+
+
+def _fit_bgnbd(x: np.ndarray, t_x: np.ndarray, age: np.ndarray, penalizer: float):
+    """A BetaGeoFitter with lifetimes' optimum (same objective, start, method and tolerance), or None."""
+    from lifetimes import BetaGeoFitter
+    from scipy.optimize import minimize
+
+    scale = 1.0 / age.max()
+    result = minimize(
+        _bgnbd_objective, x0=0.1 * np.ones(4), args=(x, t_x * scale, age * scale, penalizer), jac=True, tol=1e-7
+    )
+    if not result.success or not np.isfinite(result.x).all():
+        return None
+    fitter = BetaGeoFitter(penalizer_coef=penalizer)
+    fitter.params_ = pd.Series(np.exp(result.x), index=["r", "alpha", "a", "b"])
+    fitter.params_["alpha"] /= scale
+    return fitter
+
+
 def bgnbd_probability(snapshot: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
     """BG/NBD fitted on a snapshot's frequency/recency/age; None when no fit gives finite expectations.
 
@@ -85,25 +129,21 @@ def bgnbd_probability(snapshot: pd.DataFrame, horizon_days: int) -> np.ndarray |
     parameters whose expectations overflow on some days and not on others, and a feature that comes
     and goes from day to day moves every score (measured: PSI 3.5 on a 600-customer shop).
     """
-    from lifetimes import BetaGeoFitter
-
     if len(snapshot) < 20:
         return None
     frequency = snapshot["frequency"].to_numpy(float) - 1
     age = snapshot["tenure_days"].to_numpy(float)
     recency = (age - snapshot["recency_days"].to_numpy(float)).clip(min=0)
     for penalizer in (0.001, 0.01, 0.1):
-        try:
-            # lifetimes prints the optimizer's state to stdout when a fit fails to converge.
-            with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                fitter = BetaGeoFitter(penalizer_coef=penalizer).fit(frequency, recency, age)
-                expected = np.asarray(
-                    fitter.conditional_expected_number_of_purchases_up_to_time(horizon_days, frequency, recency, age),
-                    float,
-                )
-        except Exception:  # noqa: BLE001 - lifetimes raises bare ConvergenceError/ValueError variants
-            continue
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            fitter = _fit_bgnbd(frequency.astype(int), recency, age, penalizer)
+            if fitter is None:
+                continue
+            expected = np.asarray(
+                fitter.conditional_expected_number_of_purchases_up_to_time(horizon_days, frequency, recency, age),
+                float,
+            )
         if np.isfinite(expected).all():
             return 1 - np.exp(-expected.clip(min=0))
     return None

@@ -93,3 +93,28 @@ def test_holdout_metrics_on_known_cases():
     assert perfect["holdout_lift_top_decile"] == pytest.approx(5.0)
     assert np.isnan(holdout_metrics(np.zeros(5), np.full(5, 0.1))["holdout_auc"])
     assert set(FEATURES) >= {"recency_days", "frequency", "bgnbd_probability"}
+
+
+def test_bgnbd_fit_finds_lifetimes_optimum():
+    """The hand-written gradient replaces autograd's, not the model: same optimum as lifetimes' own fit."""
+    import contextlib
+    import io
+    import warnings
+    from datetime import date
+
+    from lifetimes import BetaGeoFitter
+
+    from mlops_assets.core.baselines import bgnbd_probability
+    from mlops_assets.core.features import customer_features
+    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+
+    shop = SyntheticShop(ShopSpec("bg", customers=600, seed=2, end=date(2026, 11, 21), history_days=420))
+    snapshot = customer_features(shop.raw_orders(), date(2026, 6, 1), "UTC", 30)
+    frequency = snapshot["frequency"].to_numpy(float) - 1
+    age = snapshot["tenure_days"].to_numpy(float)
+    recency = (age - snapshot["recency_days"].to_numpy(float)).clip(min=0)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        reference = BetaGeoFitter(penalizer_coef=0.001).fit(frequency, recency, age)
+    expected = reference.conditional_expected_number_of_purchases_up_to_time(30, frequency, recency, age)
+    assert np.abs(bgnbd_probability(snapshot, 30) - (1 - np.exp(-np.asarray(expected, float)))).max() < 1e-9
