@@ -48,7 +48,9 @@ HORIZON = 7
 WINDOW_DAYS = 7
 BUCKET = "fleet-lake"
 TOKEN_ENV = "FLEET_SHOP_TOKEN"
-DATABASES = ("fleet_dagster", "fleet_warehouse", "fleet_mlflow_dagster", "fleet_mlflow_bare")
+# Databases of this run only (the stages' processes inherit the prefix), dropped at the end.
+PREFIX = os.environ.setdefault("FLEET_DB_PREFIX", f"fleet{os.getpid()}")
+DATABASES = tuple(f"{PREFIX}_{name}" for name in ("dagster", "warehouse", "mlflow_dagster", "mlflow_bare"))
 STAGES = ("weekly-dagster", "weekly-bare", "daily-dagster", "daily-bare")
 
 
@@ -91,7 +93,7 @@ def environment(home: Path, pg: str, s3_port: int, emulator_port: int) -> dict[s
         "DAGSTER_HOME": str(home / "dagster"),
         "MLOPS_LAKE_URL": f"s3://{BUCKET}/lake",
         "MLOPS_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "MLOPS_WAREHOUSE_URL": f"{server}/fleet_warehouse".replace("postgresql://", "postgresql+psycopg://"),
+        "MLOPS_WAREHOUSE_URL": f"{server}/{PREFIX}_warehouse".replace("postgresql://", "postgresql+psycopg://"),
         **mlflow_env(pg, "dagster"),
         "MLOPS_PARTITION_WINDOW_DAYS": str(WINDOW_DAYS),
         "AWS_ACCESS_KEY_ID": "fleet",
@@ -109,7 +111,7 @@ def mlflow_env(pg: str, side: str) -> dict[str, str]:
     """Each side its own MLflow database and artifacts, so both train every tenant's first model."""
     server = pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")
     return {
-        "MLOPS_MLFLOW_TRACKING_URI": f"{server}/fleet_mlflow_{side}",
+        "MLOPS_MLFLOW_TRACKING_URI": f"{server}/{PREFIX}_mlflow_{side}",
         "MLOPS_MLFLOW_ARTIFACTS_URL": f"s3://{BUCKET}/mlflow-{side}",
     }
 
@@ -120,29 +122,27 @@ def dagster_yaml(pg: str) -> str:
     host, port = host_port.split(":")
     return (
         "storage:\n  postgres:\n    postgres_db:\n"
-        f"      username: {user}\n      password: ''\n      hostname: {host}\n      db_name: fleet_dagster\n"
+        f"      username: {user}\n      password: ''\n      hostname: {host}\n      db_name: {PREFIX}_dagster\n"
         f"      port: {port}\n      scheme: postgresql+psycopg2\n"
         "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
     )
 
 
-def recreate_databases(pg: str) -> None:
+def databases(pg: str, create: bool) -> None:
     import sqlalchemy as sa
 
     admin = sa.create_engine(pg.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         for name in DATABASES:
             conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-            conn.execute(sa.text(f'create database "{name}"'))
+            if create:
+                conn.execute(sa.text(f'create database "{name}"'))
     admin.dispose()
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The largest peak resident memory of this process and the run processes it waited for."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
 def cpu_seconds() -> float:
@@ -303,16 +303,29 @@ def donor_models(tenant_ids: list[str], cutoff: date) -> None:
 # --- the two sides of each stage -------------------------------------------------------------------------
 
 
-def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
-    """The schedule's runs for `day`, executed in this process; returns how many runs were launched."""
+def execute_request(request) -> bool:
+    """One run, in this process, as the daemon's run worker would execute it."""
     from mlops_assets import cli
-    from mlops_assets.automation import CYCLES, Automation, _ranges, _tenant_range_request, cycle_requests
+    from mlops_assets.automation import Automation
     from mlops_assets.definitions import build_defs
     from mlops_assets.settings import Settings
 
-    defs, registry = build_defs(Settings.from_env()), cli.registry()
     with cli.instance() as instance:
-        automation = Automation(defs, instance, registry)
+        automation = Automation(build_defs(Settings.from_env()), instance, cli.registry())
+        return all(result.success for result in automation.execute([request]))
+
+
+def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
+    """The schedule's runs for `day`, `FLEET_CONCURRENT_RUNS` at a time in their own processes (the daemon's
+    run coordinator does the same); returns how many runs were launched."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mlops_assets import cli
+    from mlops_assets.automation import CYCLES, _ranges, _tenant_range_request, cycle_requests
+
+    registry = cli.registry()
+    with cli.instance() as instance:
         if cycle == "weekly":  # first models: the fleet is not onboarded yet, so the schedule would skip it
             job_name, tags = CYCLES["weekly"]
             requests = [
@@ -321,10 +334,15 @@ def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
             ]
         else:
             requests = cycle_requests("daily", instance, registry, day)
-        results = automation.execute(requests)
-        if not results or not all(result.success for result in results):
-            raise SystemExit(f"{cycle}: runs failed: {automation.failures()}")
-        return len(results)
+    concurrent = int(os.environ.get("FLEET_CONCURRENT_RUNS", "1"))
+    if concurrent == 1:
+        succeeded = [execute_request(request) for request in requests]
+    else:
+        with ProcessPoolExecutor(concurrent, mp_context=multiprocessing.get_context("fork")) as pool:
+            succeeded = list(pool.map(execute_request, requests))
+    if not requests or not all(succeeded):
+        raise SystemExit(f"{cycle}: {succeeded.count(False)} of {len(requests)} runs failed")
+    return len(requests)
 
 
 def bare_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
@@ -449,6 +467,8 @@ def main() -> None:
     parser.add_argument(
         "--profile-dir", help="write a cProfile of each stage here (its figures then include the profiler)"
     )
+    parser.add_argument("--concurrent-runs", type=int, default=1, help="Dagster runs at a time, each its own process")
+    parser.add_argument("--tenants-per-run", type=int, default=250)
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
     parser.add_argument("--day", help=argparse.SUPPRESS)
@@ -465,7 +485,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="fleet-"))
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text(dagster_yaml(args.pg))
-    recreate_databases(args.pg)
+    databases(args.pg, create=True)
     s3_port, emulator_port = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
     s3 = subprocess.Popen(
@@ -473,6 +493,8 @@ def main() -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     env = environment(home, args.pg, s3_port, emulator_port)
+    env["FLEET_CONCURRENT_RUNS"] = str(args.concurrent_runs)
+    env["MLOPS_TENANTS_PER_RUN"] = str(args.tenants_per_run)
     if args.profile_dir:
         env["FLEET_PROFILE_DIR"] = str(Path(args.profile_dir).resolve())
     shop_flags = [flag for seed, (name, n) in enumerate(shops.items()) for flag in ("--shop", f"{name}:{n}:{seed}")]
@@ -526,6 +548,7 @@ def main() -> None:
                 f"{bare['peak_mib']:.0f} | **{ours['wall_s'] / bare['wall_s']:.2f}** |"
             )
     shutil.rmtree(home, ignore_errors=True)
+    databases(args.pg, create=False)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Settings:
     mlflow_artifact_uri: str
     dagster_home: Path
     partition_window_days: int
+    tenants_per_run: int
     executor: str
     celery_broker_url: str | None
     celery_backend_url: str | None
@@ -63,6 +64,9 @@ class Settings:
         window = env.get("MLOPS_PARTITION_WINDOW_DAYS", "90")
         if not window.isdigit() or not 7 <= int(window) <= 3660:
             raise SettingsError(f"MLOPS_PARTITION_WINDOW_DAYS={window!r} must be a whole number of days in [7, 3660]")
+        per_run = env.get("MLOPS_TENANTS_PER_RUN", "250")
+        if not per_run.isdigit() or not 1 <= int(per_run) <= 10_000:
+            raise SettingsError(f"MLOPS_TENANTS_PER_RUN={per_run!r} must be a whole number in [1, 10000]")
         executor = env.get("MLOPS_EXECUTOR", "default").strip().lower()
         if executor not in EXECUTORS:
             raise SettingsError(f"MLOPS_EXECUTOR={executor!r} is not one of {EXECUTORS} (fix: unset it or pick one)")
@@ -77,6 +81,7 @@ class Settings:
             mlflow_artifact_uri=artifacts,
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
             partition_window_days=int(window),
+            tenants_per_run=int(per_run),
             executor=executor,
             celery_broker_url=broker,
             celery_backend_url=env.get("MLOPS_CELERY_BACKEND_URL") or broker,

@@ -61,6 +61,8 @@ def test_runs_cover_contiguous_tenants_only():
     assert tenant_runs(order, order) == [("a1", "e5")]
     assert tenant_runs(order, ["a1", "b2", "d4"]) == [("a1", "b2"), ("d4", "d4")]
     assert tenant_runs(order, []) == []
+    assert tenant_runs(order, order, max_tenants=2) == [("a1", "b2"), ("c3", "d4"), ("e5", "e5")]
+    assert tenant_runs(order, ["a1", "b2", "c3", "e5"], max_tenants=2) == [("a1", "b2"), ("c3", "c3"), ("e5", "e5")]
 
 
 def test_partition_keys_round_trip():

@@ -40,7 +40,7 @@ ORDER_COLUMNS = [
     "is_test", "item_quantity",
 ]  # fmt: skip
 LAKE_DAY = "lake_day"  # the day file a row came from; null for the history file
-COMPACT_AFTER = 7
+COMPACT_AFTER = 2  # each day file past the copy is a request per read; a rewrite of the copy is one PUT
 _MANIFEST = b"mlops_manifest"
 
 
