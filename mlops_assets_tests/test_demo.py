@@ -161,7 +161,8 @@ def test_lineage_ui_shows_every_asset_check_and_materialized_partition(demo, tmp
         page.goto(
             f"{base}/assets/drift_report?view=events&time={int(alarm.timestamp * 1000)}", wait_until="networkidle"
         )
-        expect(page.get_by_text("feature_drift").first).to_be_visible()
+        # The events view loads the asset's whole event history first: slow on a loaded machine.
+        expect(page.get_by_text("feature_drift").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(shots / "lineage-drift-alarm.png"))
         link = page.get_by_text(re.compile(r"drift_reports/tenant=.*/report\.html"))
         report = link.inner_text().strip()
