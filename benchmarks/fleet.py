@@ -338,7 +338,8 @@ def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
     if concurrent == 1:
         succeeded = [execute_request(request) for request in requests]
     else:
-        with ProcessPoolExecutor(concurrent, mp_context=multiprocessing.get_context("fork")) as pool:
+        # spawn, not fork: a forked run would share this process's pooled database connections.
+        with ProcessPoolExecutor(concurrent, mp_context=multiprocessing.get_context("spawn")) as pool:
             succeeded = list(pool.map(execute_request, requests))
     if not requests or not all(succeeded):
         raise SystemExit(f"{cycle}: {succeeded.count(False)} of {len(requests)} runs failed")
