@@ -19,7 +19,7 @@ CELERY_SETTINGS = {"task_acks_late": True, "worker_prefetch_multiplier": 1}
 # Redis hands an unacknowledged task to another worker after this long: it must exceed any step.
 CELERY_VISIBILITY_TIMEOUT_S = 12 * 3600
 
-# One step per pod. A run of many tenants peaked at 1.5 GiB in one process (docs/benchmarks.md) and
+# One step per pod. A run of 250 tenants peaked at 1.35 GiB in one process (docs/benchmarks.md) and
 # no process may pass 2 GiB, so the limit makes an overrun an OOM kill, not a starved node. No CPU
 # limit: a throttled step is only slower.
 K8S_STEP_RESOURCES = {"requests": {"cpu": "1", "memory": "1536Mi"}, "limits": {"memory": "2Gi"}}
