@@ -62,9 +62,6 @@ def instance():
     if not instance_yaml.exists() and shipped.exists():
         instance_yaml.write_text(shipped.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
-    # A run of many partitions writes each materialization with its own insert unless Dagster batches
-    # them (its opt-in knob): one insert per asset and run instead of one per tenant-day.
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
     dagster_instance = dg.DagsterInstance.get()
     # On PostgreSQL Dagster opens a connection per storage call (NullPool): 3,926 connections, 29 s of a
     # 100-tenant daily cycle run from this process. The webserver's pooled engines serve a long-lived
