@@ -95,6 +95,16 @@ def _listed(base: UPath) -> dict[str, dict]:
     return {path: info for path, info in found.items() if info.get("type", "file") == "file"}
 
 
+def _part_files(root: UPath, asset: str, tenant_id: str, folder_prefix: str) -> list[tuple[date, str]]:
+    """(day in the folder name, fingerprint) of each `<prefix><day>/part-0.parquet` of a tenant's asset."""
+    found = []
+    for path, info in _listed(lake.tenant_dir(root, asset, tenant_id)).items():
+        folder, name = path.rsplit("/", 2)[-2:]
+        if name == lake.PART_FILE and folder.startswith(folder_prefix):
+            found.append((date.fromisoformat(folder.removeprefix(folder_prefix)), _fingerprint(info)))
+    return found
+
+
 def history_files(root: UPath, tenant_id: str, through: date | None = None, resource: str = "orders") -> HistoryFiles:
     """The tenant's history file and day files of `resource`, the day files up to `through` (inclusive) if given.
 
@@ -102,27 +112,14 @@ def history_files(root: UPath, tenant_id: str, through: date | None = None, reso
     so a read through any partition day covers all of it.
     """
     history_asset, day_asset = SOURCES[resource]
-    sweeps = []
-    for path, info in _listed(lake.tenant_dir(root, history_asset, tenant_id)).items():
-        folder, name = path.rsplit("/", 2)[-2:]
-        if name == lake.PART_FILE and folder.startswith("through="):
-            swept = date.fromisoformat(folder.removeprefix("through="))
-            sweeps.append(
-                LakeFile(
-                    history_asset,
-                    None,
-                    lake.history_path(root, history_asset, tenant_id, swept),
-                    _fingerprint(info),
-                    swept,
-                )
-            )
-    days = []
-    for path, info in _listed(lake.tenant_dir(root, day_asset, tenant_id)).items():
-        folder, name = path.rsplit("/", 2)[-2:]
-        if name == lake.PART_FILE and folder.startswith("date="):
-            day = date.fromisoformat(folder.removeprefix("date="))
-            path = lake.partition_path(root, day_asset, tenant_id, day)
-            days.append(LakeFile(day_asset, day, path, _fingerprint(info), day))
+    sweeps = [
+        LakeFile(history_asset, None, lake.history_path(root, history_asset, tenant_id, swept), fingerprint, swept)
+        for swept, fingerprint in _part_files(root, history_asset, tenant_id, "through=")
+    ]
+    days = [
+        LakeFile(day_asset, day, lake.partition_path(root, day_asset, tenant_id, day), fingerprint, day)
+        for day, fingerprint in _part_files(root, day_asset, tenant_id, "date=")
+    ]
     listing = ([max(sweeps, key=lambda f: f.covers)] if sweeps else []) + sorted(days, key=lambda f: f.day)
     covered = [f.covers for f in listing if f.day is None or through is None or f.day <= through]
     return HistoryFiles(root, tenant_id, resource, tuple(listing), through, max(covered) if covered else None)
