@@ -93,9 +93,9 @@ def load(base: str, paths: list[str], key: str, rate: float, seconds: float, con
 def seed(url: str, customers: int, days: int) -> tuple[str, list[str]]:
     from predictions_write import scored_day
 
-    from mlops_assets.core.api_keys import ApiKeys
-    from mlops_assets.core.prediction_store import write_partition
-    from mlops_assets.core.predictions import batch_summary
+    from mlops_assets.core.ml.scoring import batch_summary
+    from mlops_assets.core.tenants.api_keys import ApiKeys
+    from mlops_assets.core.warehouse.prediction_store import write_partition
 
     last = date(2026, 11, 20)
     for tenant_id in ("acme", "globex"):

@@ -18,15 +18,16 @@ from datetime import date, timedelta
 
 from tqdm import tqdm
 
-from mlops_assets.core.features import customer_features
-from mlops_assets.core.monitoring import PREDICTION, MonitoringThresholds, measure_drift
-from mlops_assets.core.synthetic import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets.core.ml.features import feature_snapshot
+from mlops_assets.core.monitoring.drift import PREDICTION, measure_drift
+from mlops_assets.core.monitoring.thresholds import MonitoringThresholds
+from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
 
 END = date(2026, 10, 31)
 
 
 def snapshot(shop: SyntheticShop, day: date):
-    frame = customer_features(shop.raw_orders(), day, "UTC", horizon_days=30)
+    frame = feature_snapshot(shop.raw_orders(), day, "UTC", horizon_days=30)
     frame[PREDICTION] = frame["bgnbd_probability"].fillna(0.0)
     return frame
 

@@ -28,10 +28,10 @@ def run_seed(seed: int) -> dict:
     import dagster as dg
 
     from mlops_assets import cli
-    from mlops_assets.core.registry import Tenant, shopify_settings
-    from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
-    from mlops_assets.core.synthetic import DriftScenario, ShopSpec, SyntheticShop
+    from mlops_assets.core.tenants.registry import Tenant, shopify_settings
     from mlops_assets.partitions import daily_partitions
+    from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
+    from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
 
     first = date.fromisoformat(daily_partitions.get_first_partition_key())
     last = date.fromisoformat(daily_partitions.get_last_partition_key())

@@ -2,7 +2,7 @@
 
 The shop's two-year history is written as Hive day files (as the history asset does); a child
 process pinned to one core, with Arrow and BLAS on one thread, then lists the files, reads them as
-one pyarrow dataset and computes `customer_features` (BG/NBD fit included). It reports wall and CPU
+one pyarrow dataset and computes `feature_snapshot` (BG/NBD fit included). It reports wall and CPU
 time and the peak RSS of the whole process, and the same for reading alone as a baseline.
 
     .venv/bin/python benchmarks/feature_snapshot.py --customers 100000
@@ -25,9 +25,9 @@ import json, sys, time
 import pyarrow as pa
 pa.set_cpu_count(1); pa.set_io_thread_count(1)
 from datetime import date
-from mlops_assets.core.features import customer_features
-from mlops_assets.core.history import history_files, read_orders
-from mlops_assets.core.lake import lake_root
+from mlops_assets.core.ml.features import feature_snapshot
+from mlops_assets.core.lake.history import history_files, read_orders
+from mlops_assets.core.lake.files import lake_root
 def peak_rss_mb():
     # VmHWM belongs to this process image; ru_maxrss would carry over the parent's peak across exec.
     for line in open("/proc/self/status"):
@@ -39,7 +39,7 @@ wall, cpu = time.perf_counter(), time.process_time()
 history = read_orders(history_files(root, "big"))
 rows = len(history)
 if mode == "features":
-    rows = len(customer_features(history, date.fromisoformat(sys.argv[3]), "UTC", 30))
+    rows = len(feature_snapshot(history, date.fromisoformat(sys.argv[3]), "UTC", 30))
 print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "rows": rows,
                   "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": rss_before}))
 """
@@ -59,10 +59,10 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=730)
     args = parser.parse_args()
-    from mlops_assets.core import lake
-    from mlops_assets.core.ingest import split_by_day
-    from mlops_assets.core.shop_records import ORDERS_SCHEMA
-    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+    from mlops_assets.core.lake import files as lake
+    from mlops_assets.core.sources.ingest import split_by_day
+    from mlops_assets.core.sources.records import ORDERS_SCHEMA
+    from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
     shop = SyntheticShop(ShopSpec("big", customers=args.customers, seed=1, end=END, history_days=args.days))
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +84,7 @@ def main() -> None:
         f"| {read['peak_rss_mb']:.0f} |"
     )
     print(
-        f"| read + customer_features | {full['wall']:.2f} | {full['cpu']:.2f} | {full['rows']} | "
+        f"| read + feature_snapshot | {full['wall']:.2f} | {full['cpu']:.2f} | {full['rows']} | "
         f"{full['peak_rss_mb']:.0f} |"
     )
     print(

@@ -160,15 +160,15 @@ def setup(shops: dict[str, int], day: date) -> None:
 
     from mlops_assets import cli
     from mlops_assets.automation import sync_tenant_partitions
-    from mlops_assets.core import lake
-    from mlops_assets.core.ingest import split_by_day
-    from mlops_assets.core.prediction_store import write_partition
-    from mlops_assets.core.predictions import batch_summary
-    from mlops_assets.core.registry import Tenant, shopify_settings
-    from mlops_assets.core.shop_records import SCHEMAS, to_frame
-    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+    from mlops_assets.core.lake import files as lake
+    from mlops_assets.core.ml.scoring import batch_summary
+    from mlops_assets.core.sources.ingest import split_by_day
+    from mlops_assets.core.sources.records import SCHEMAS, to_frame
+    from mlops_assets.core.tenants.registry import Tenant, shopify_settings
+    from mlops_assets.core.warehouse.prediction_store import write_partition
     from mlops_assets.partitions import daily_partitions
     from mlops_assets.settings import Settings
+    from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
     settings = Settings.from_env()
     root = lake.lake_root(settings.lake_url, settings.s3_endpoint_url)
@@ -241,16 +241,16 @@ def donor_models(tenant_ids: list[str], cutoff: date) -> None:
     from tqdm import tqdm
 
     from mlops_assets import cli
-    from mlops_assets.core import lake
-    from mlops_assets.core.candidates import promote_candidate, train_candidate
-    from mlops_assets.core.features import customer_features
-    from mlops_assets.core.history import history_files, read_orders
-    from mlops_assets.core.model_registry import PRODUCTION, ModelRegistry, model_name
-    from mlops_assets.core.prediction_store import write_partition
-    from mlops_assets.core.predictions import batch_summary, load_served_model, score_snapshot
-    from mlops_assets.core.promotion import PromotionPolicy
-    from mlops_assets.core.registry import TenantRegistry
-    from mlops_assets.core.training_data import ColdStartThresholds, TrainingPlan, build_training_set
+    from mlops_assets.core.lake import files as lake
+    from mlops_assets.core.lake.history import history_files, read_orders
+    from mlops_assets.core.ml.candidates import promote_candidate, train_candidate
+    from mlops_assets.core.ml.features import feature_snapshot
+    from mlops_assets.core.ml.promotion import PromotionPolicy
+    from mlops_assets.core.ml.scoring import batch_summary, load_served_model, score_snapshot
+    from mlops_assets.core.ml.tracking import PRODUCTION, ModelRegistry, model_name
+    from mlops_assets.core.ml.training_data import ColdStartThresholds, TrainingPlan, build_training_set
+    from mlops_assets.core.tenants.registry import TenantRegistry
+    from mlops_assets.core.warehouse.prediction_store import write_partition
     from mlops_assets.partitions import tenant_day_key
     from mlops_assets.settings import Settings
 
@@ -288,7 +288,7 @@ def donor_models(tenant_ids: list[str], cutoff: date) -> None:
                     client.set_model_version_tag(model_name(tenant_id), copied.version, key, value)
                 models.set_alias(tenant_id, PRODUCTION, copied.version)
             history = read_orders(history_files(root, tenant_id))
-            features = customer_features(history, cutoff, timezone, HORIZON)
+            features = feature_snapshot(history, cutoff, timezone, HORIZON)
             path = lake.partition_path(root, "customer_features", tenant_id, cutoff)
             digest = lake.write_frame(path, features, pa.Schema.from_pandas(features, preserve_index=False))["digest"]
             scored = score_snapshot(
@@ -350,25 +350,21 @@ def bare_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
     """The same stages per tenant as plain core calls, one tenant after another."""
     import pyarrow as pa
 
-    from mlops_assets.core import lake
-    from mlops_assets.core.candidates import promote_candidate, train_candidate
-    from mlops_assets.core.features import customer_features, labels
-    from mlops_assets.core.history import history_files, read_orders
-    from mlops_assets.core.ingest import ingest_day, store_quarantine
-    from mlops_assets.core.model_registry import ModelRegistry
-    from mlops_assets.core.monitoring import (
-        PREDICTION,
-        MonitoringThresholds,
-        drift_report_html,
-        measure_drift,
-        realized_metrics,
-    )
-    from mlops_assets.core.prediction_store import read_partition, refresh_statistics, write_partition
-    from mlops_assets.core.predictions import batch_summary, load_served_model, score_snapshot
-    from mlops_assets.core.promotion import PromotionPolicy
-    from mlops_assets.core.registry import TenantRegistry
-    from mlops_assets.core.shop_records import SCHEMAS
-    from mlops_assets.core.training_data import ColdStartThresholds, TrainingPlan, build_training_set
+    from mlops_assets.core.lake import files as lake
+    from mlops_assets.core.lake.history import history_files, read_orders
+    from mlops_assets.core.ml.candidates import promote_candidate, train_candidate
+    from mlops_assets.core.ml.features import feature_snapshot, labels
+    from mlops_assets.core.ml.promotion import PromotionPolicy
+    from mlops_assets.core.ml.scoring import batch_summary, load_served_model, score_snapshot
+    from mlops_assets.core.ml.tracking import ModelRegistry
+    from mlops_assets.core.ml.training_data import ColdStartThresholds, TrainingPlan, build_training_set
+    from mlops_assets.core.monitoring.drift import PREDICTION, drift_report_html, measure_drift
+    from mlops_assets.core.monitoring.performance import realized_metrics
+    from mlops_assets.core.monitoring.thresholds import MonitoringThresholds
+    from mlops_assets.core.sources.ingest import ingest_day, store_quarantine
+    from mlops_assets.core.sources.records import SCHEMAS
+    from mlops_assets.core.tenants.registry import TenantRegistry
+    from mlops_assets.core.warehouse.prediction_store import read_partition, refresh_statistics, write_partition
     from mlops_assets.monitoring import _report_path, reference_snapshot
     from mlops_assets.resources import ShopApiResource
     from mlops_assets.settings import Settings
@@ -393,7 +389,7 @@ def bare_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
                     path = lake.partition_path(root, f"raw_{resource_name}", tenant_id, day)
                     lake.write_frame(path, ingested.frame, SCHEMAS[resource_name])
         history = read_orders(history_files(root, tenant_id))
-        features = customer_features(history, day, tenant.timezone, tenant.horizon_days)
+        features = feature_snapshot(history, day, tenant.timezone, tenant.horizon_days)
         digest = write("customer_features", tenant_id, features)
         if cycle == "weekly":
             files = history_files(root, tenant_id, through=day)

@@ -20,14 +20,14 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from mlops_assets.core import lake
-from mlops_assets.core.registry import Tenant, TenantRegistry, shopify_settings
-from mlops_assets.core.shop_emulator import EmulatedShop, Faults, LeakyBucket, ShopApiEmulator
-from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+from mlops_assets.core.lake import files as lake
+from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
 from mlops_assets.ingestion import raw_customers, raw_orders
 from mlops_assets.io_managers import LakeIOManager
 from mlops_assets.partitions import TENANTS, daily_partitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
+from mlops_assets.sim.shop_emulator import EmulatedShop, Faults, LeakyBucket, ShopApiEmulator
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 TOKEN = "shpat_benchmark"
 

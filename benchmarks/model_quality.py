@@ -18,10 +18,10 @@ from datetime import date
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from mlops_assets.core.baselines import baseline_predictions
-from mlops_assets.core.modeling import fit_lightgbm
-from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
-from mlops_assets.core.training_data import TrainingPlan, build_training_set
+from mlops_assets.core.ml.baselines import baseline_predictions
+from mlops_assets.core.ml.models import fit_lightgbm
+from mlops_assets.core.ml.training_data import TrainingPlan, build_training_set
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 END = date(2026, 10, 31)
 

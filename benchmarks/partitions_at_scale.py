@@ -599,7 +599,7 @@ def automation_figures(instance, warehouse_url: str, fleet: Fleet, partitions: i
         rollback_requests,
         tenant_registry_sensor,
     )
-    from mlops_assets.core.registry import TenantRegistry
+    from mlops_assets.core.tenants.registry import TenantRegistry
     from mlops_assets.resources import MonitoringPolicyResource, TenantRegistryResource
 
     registry = TenantRegistry(warehouse_url)
@@ -667,7 +667,7 @@ def onboarding_figures(
         onboarding_requests,
         tenant_registry_sensor,
     )
-    from mlops_assets.core.registry import TenantRegistry
+    from mlops_assets.core.tenants.registry import TenantRegistry
     from mlops_assets.partitions import TENANTS
     from mlops_assets.resources import TenantRegistryResource
 
@@ -717,7 +717,7 @@ def scenario(tenant_count: int, args: argparse.Namespace, documents: dict) -> di
     import dagster as dg
 
     from mlops_assets.automation import DAILY_ASSETS
-    from mlops_assets.core.registry import Tenant, TenantRegistry, file_settings
+    from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
     from mlops_assets.partitions import TENANTS, daily_partitions
 
     window = [date.fromisoformat(key) for key in daily_partitions.get_partition_keys()]

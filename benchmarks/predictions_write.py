@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from mlops_assets.core.features import FEATURES
-from mlops_assets.core.prediction_store import refresh_statistics, write_partition
-from mlops_assets.core.predictions import RiskBands, batch_summary, top_reasons
-from mlops_assets.core.warehouse import PREDICTION_COLUMNS, dispose_engines, engine_for
+from mlops_assets.core.ml.features import FEATURES
+from mlops_assets.core.ml.scoring import RiskBands, batch_summary, top_reasons
+from mlops_assets.core.warehouse.engine import PREDICTION_COLUMNS, dispose_engines, engine_for
+from mlops_assets.core.warehouse.prediction_store import refresh_statistics, write_partition
 
 
 def scored_day(tenant_id: str, day: date, customers: int, seed: int) -> pd.DataFrame:

@@ -16,11 +16,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-from mlops_assets.core.candidates import train_candidate
-from mlops_assets.core.model_registry import ModelRegistry
-from mlops_assets.core.modeling import fit_lightgbm
-from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
-from mlops_assets.core.training_data import TrainingPlan, build_training_set
+from mlops_assets.core.ml.candidates import train_candidate
+from mlops_assets.core.ml.models import fit_lightgbm
+from mlops_assets.core.ml.tracking import ModelRegistry
+from mlops_assets.core.ml.training_data import TrainingPlan, build_training_set
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 END = date(2026, 10, 31)
 

@@ -19,10 +19,10 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RUN_KEY_TAG
 
-from mlops_assets.core.events import OperatorEvent
-from mlops_assets.core.monitoring import retrain_refusal
-from mlops_assets.core.registry import TenantRegistry
-from mlops_assets.core.tenant_ids import InvalidTenantId, validate_tenant_id
+from mlops_assets.core.monitoring.events import OperatorEvent
+from mlops_assets.core.monitoring.performance import retrain_refusal
+from mlops_assets.core.tenants.ids import InvalidTenantId, validate_tenant_id
+from mlops_assets.core.tenants.registry import TenantRegistry
 from mlops_assets.partitions import TENANTS, daily_partitions, tenant_day_key, tenant_partitions
 from mlops_assets.resources import (
     LakeResource,
@@ -491,8 +491,8 @@ def roll_back_production(
     lake: LakeResource,
     webhook: WebhookResource,
 ):
-    from mlops_assets.core.candidates import set_production
-    from mlops_assets.core.model_registry import PRODUCTION
+    from mlops_assets.core.ml.candidates import set_production
+    from mlops_assets.core.ml.tracking import PRODUCTION
     from mlops_assets.monitoring import reference_snapshot
 
     registry, tenant_id = models.registry(), validate_tenant_id(config.tenant_id)

@@ -14,16 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops_assets.core.demo import DEMO_CALENDAR_DAYS
-from mlops_assets.core.registry import (
-    RegistryError,
-    Tenant,
-    TenantRegistry,
-    file_settings,
-    shopify_settings,
-)
-from mlops_assets.core.tenant_ids import InvalidTenantId, validate_tenant_id
+from mlops_assets.core.tenants.ids import InvalidTenantId, validate_tenant_id
+from mlops_assets.core.tenants.registry import RegistryError, Tenant, TenantRegistry, file_settings, shopify_settings
 from mlops_assets.settings import Settings, SettingsError
+from mlops_assets.sim.demo_shops import DEMO_CALENDAR_DAYS
 
 app = typer.Typer(no_args_is_help=True, help="Multi-tenant prediction factory on Dagster.")
 tenants_app = typer.Typer(no_args_is_help=True, help="The tenant registry.")
@@ -168,7 +162,7 @@ def tenants_remove(
     purge: Annotated[bool, typer.Option(help="also delete the tenant's lake data and quarantine")] = False,
 ):
     """Unregister a tenant and drop its partition; its data stays unless --purge."""
-    from mlops_assets.core.lake import lake_root, purge_tenant
+    from mlops_assets.core.lake.files import lake_root, purge_tenant
 
     try:
         registry().remove(tenant_id)
@@ -236,7 +230,7 @@ tenants_app.add_typer(api_key_app, name="api-key")
 
 
 def _api_keys(tenant_id: str):
-    from mlops_assets.core.api_keys import ApiKeys
+    from mlops_assets.core.tenants.api_keys import ApiKeys
 
     try:
         registry().get(tenant_id)
@@ -256,7 +250,7 @@ def api_key_create(tenant_id: str, label: Annotated[str, typer.Option(help="who 
 @api_key_app.command("revoke")
 def api_key_revoke(tenant_id: str, key_id: str):
     """Revoke a key: API calls and dashboard sessions opened with it stop working at once."""
-    from mlops_assets.core.api_keys import ApiKeyError
+    from mlops_assets.core.tenants.api_keys import ApiKeyError
 
     try:
         _api_keys(tenant_id).revoke(tenant_id, key_id)
@@ -277,8 +271,8 @@ def api_key_list(tenant_id: str):
 def _build_emulator(shops, host: str, port: int, token: str, faults=None, bucket=(40, 2.0), as_of_request=False):
     from tqdm import tqdm
 
-    from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
-    from mlops_assets.core.synthetic import SyntheticShop
+    from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
+    from mlops_assets.sim.shops import SyntheticShop
 
     emulated = {}
     for spec in tqdm(shops, desc="generating shops", unit="shop", disable=None):
@@ -318,9 +312,9 @@ def shop_emulator(
     ] = DEMO_CALENDAR_DAYS,
 ):
     """Serve synthetic shops with the Shopify Admin REST API shape; the token is read from $MLOPS_EMULATOR_TOKEN."""
-    from mlops_assets.core.demo import demo_shops
-    from mlops_assets.core.shop_emulator import Faults
-    from mlops_assets.core.synthetic import ShopSpec
+    from mlops_assets.sim.demo_shops import demo_shops
+    from mlops_assets.sim.shop_emulator import Faults
+    from mlops_assets.sim.shops import ShopSpec
 
     end = date.fromisoformat(end_date) if end_date else datetime.now(UTC).date() - timedelta(days=1)
     specs = []
@@ -642,8 +636,8 @@ def _window_start() -> date:
 
 
 def _print_automation(automation, tenant_id: str, last: date) -> None:
-    from mlops_assets.core.prediction_store import read_partition
-    from mlops_assets.core.promotion import PromotionLog
+    from mlops_assets.core.ml.promotion import PromotionLog
+    from mlops_assets.core.warehouse.prediction_store import read_partition
 
     table = Table("stage", "runs")
     for stage, count in sorted(automation.runs_by_stage().items()):
@@ -698,7 +692,7 @@ def demo(
     retrains and rollbacks then run exactly as the daemon would run them, day by day, until yesterday.
     A rerun continues where the last one stopped (run keys); --reset starts from nothing.
     """
-    from mlops_assets.core.demo import CDNOW_COLUMNS, CDNOW_TENANT, calendar_start, cdnow_export, demo_shops
+    from mlops_assets.sim.demo_shops import CDNOW_COLUMNS, CDNOW_TENANT, calendar_start, cdnow_export, demo_shops
 
     current = settings()
     if reset:
@@ -804,8 +798,8 @@ def _print_fleet(automation, tenant_ids: list[str], first: date, last: date) -> 
     import dagster as dg
 
     from mlops_assets.automation import TENANT_TAG, TRIGGER_TAG
-    from mlops_assets.core.prediction_store import PredictionReader
-    from mlops_assets.core.promotion import PromotionLog
+    from mlops_assets.core.ml.promotion import PromotionLog
+    from mlops_assets.core.warehouse.prediction_store import PredictionReader
     from mlops_assets.partitions import tenant_day_key
 
     reader, log = PredictionReader(settings().warehouse_url), PromotionLog(settings().warehouse_url)
@@ -851,7 +845,7 @@ app.add_typer(models_app, name="models")
 
 
 def _model_registry():
-    from mlops_assets.core.model_registry import ModelRegistry
+    from mlops_assets.core.ml.tracking import ModelRegistry
 
     current = settings()
     return ModelRegistry(current.mlflow_tracking_uri, current.mlflow_artifact_uri, current.s3_endpoint_url)
@@ -861,7 +855,7 @@ def _serving_sample(tenant_id: str, cutoff: str | None):
     """The holdout of the version's training set, when the lake still has it."""
     import pandas as pd
 
-    from mlops_assets.core.lake import lake_root, partition_path, read_frame
+    from mlops_assets.core.lake.files import lake_root, partition_path, read_frame
 
     if not cutoff:
         return None
@@ -881,8 +875,8 @@ def _actor() -> str:
 @models_app.command("history")
 def models_history(tenant_id: str):
     """Registered versions with their holdout metrics, and every alias move from the promotion log."""
-    from mlops_assets.core.model_registry import PRODUCTION, STAGING
-    from mlops_assets.core.promotion import PromotionLog
+    from mlops_assets.core.ml.promotion import PromotionLog
+    from mlops_assets.core.ml.tracking import PRODUCTION, STAGING
 
     try:
         validate_tenant_id(tenant_id)
@@ -919,7 +913,7 @@ def models_history(tenant_id: str):
 
 
 def _move_production(tenant_id: str, version: str, action: str, reason: str) -> None:
-    from mlops_assets.core.candidates import set_production
+    from mlops_assets.core.ml.candidates import set_production
 
     models = _model_registry()
     try:
@@ -965,8 +959,8 @@ def models_rollback(
     reason: Annotated[str, typer.Option(help="why, for the promotion log")] = "manual rollback",
 ):
     """Move `production` back to the version it pointed to before (from the promotion log)."""
-    from mlops_assets.core.model_registry import PRODUCTION
-    from mlops_assets.core.promotion import PromotionLog
+    from mlops_assets.core.ml.promotion import PromotionLog
+    from mlops_assets.core.ml.tracking import PRODUCTION
 
     current = _model_registry().alias_version(tenant_id, PRODUCTION)
     if current is None:
@@ -983,8 +977,8 @@ def models_rollback(
 @app.command("reproduce")
 def reproduce_command(tenant_id: str, version: str):
     """Rebuild a version's training set from its logged data version, retrain, compare predictions bit for bit."""
-    from mlops_assets.core.lake import lake_root
-    from mlops_assets.core.reproduce import reproduce
+    from mlops_assets.core.lake.files import lake_root
+    from mlops_assets.core.ml.reproduction import reproduce
 
     current = settings()
     report = reproduce(_model_registry(), lake_root(current.lake_url, current.s3_endpoint_url), tenant_id, version)

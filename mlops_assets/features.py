@@ -6,9 +6,9 @@ as hundreds of Dagster inputs); the lineage edges to them are declared with `dep
 
 import dagster as dg
 
-from mlops_assets.core.features import customer_features as snapshot
-from mlops_assets.core.features import cutoff_utc, feature_problems, orders_as_of
-from mlops_assets.core.history import history_files, read_orders
+from mlops_assets.core.lake.history import history_files, read_orders
+from mlops_assets.core.ml.features import cutoff_utc, feature_problems, orders_as_of
+from mlops_assets.core.ml.features import feature_snapshot as snapshot
 from mlops_assets.ingestion import HISTORY_DEPS
 from mlops_assets.partitions import (
     add_partition_metadata,

@@ -12,9 +12,9 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.core import lake as lake_files
-from mlops_assets.core import quality
-from mlops_assets.core.ingest import (
+from mlops_assets.core.lake import files as lake_files
+from mlops_assets.core.sources import quality
+from mlops_assets.core.sources.ingest import (
     HISTORY_ASSETS,
     RAW_ASSETS,
     gate_context,
@@ -22,9 +22,9 @@ from mlops_assets.core.ingest import (
     ingest_history,
     store_quarantine,
 )
-from mlops_assets.core.registry import Tenant
-from mlops_assets.core.shop_client import ShopifyClient
-from mlops_assets.core.shop_records import QUARANTINE_SCHEMA, SCHEMAS, to_frame
+from mlops_assets.core.sources.records import QUARANTINE_SCHEMA, SCHEMAS, to_frame
+from mlops_assets.core.sources.shopify import ShopifyClient
+from mlops_assets.core.tenants.registry import Tenant
 from mlops_assets.partitions import (
     add_partition_metadata,
     daily_partitions,

@@ -14,10 +14,10 @@ import pandas as pd
 import pyarrow as pa
 from upath import UPath
 
-from mlops_assets.core import lake
-from mlops_assets.core.prediction_store import read_partition, refresh_statistics, write_partition
-from mlops_assets.core.predictions import batch_summary
-from mlops_assets.core.shop_records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
+from mlops_assets.core.lake import files as lake
+from mlops_assets.core.ml.scoring import batch_summary
+from mlops_assets.core.sources.records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
+from mlops_assets.core.warehouse.prediction_store import read_partition, refresh_statistics, write_partition
 from mlops_assets.partitions import add_partition_metadata, tenant_and_day
 
 LAKE_SCHEMAS: dict[str, pa.Schema] = {"raw_orders": ORDERS_SCHEMA, "raw_customers": CUSTOMERS_SCHEMA}

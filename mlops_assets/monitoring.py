@@ -10,9 +10,9 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.core.events import OperatorEvent
-from mlops_assets.core.lake import partition_path, read_frame, write_atomic
-from mlops_assets.core.prediction_store import record_monitoring
+from mlops_assets.core.lake.files import partition_path, read_frame, write_atomic
+from mlops_assets.core.monitoring.events import OperatorEvent
+from mlops_assets.core.warehouse.prediction_store import record_monitoring
 from mlops_assets.ingestion import HISTORY_DEPS
 from mlops_assets.partitions import (
     SAME_TENANT_ANY_DAY,
@@ -68,9 +68,9 @@ def scored_reference(
     run scores its cutoff with the model it promotes); only otherwise is the model loaded to score again.
     In a run of many tenants this spares a second model load per tenant after the predictions step.
     """
-    from mlops_assets.core.monitoring import PREDICTION
-    from mlops_assets.core.prediction_store import read_partition
-    from mlops_assets.core.predictions import load_served_model
+    from mlops_assets.core.ml.scoring import load_served_model
+    from mlops_assets.core.monitoring.drift import PREDICTION
+    from mlops_assets.core.warehouse.prediction_store import read_partition
 
     cutoff = model_registry.version(tenant_id, version).tags.get("cutoff")
     reference = reference_snapshot(root, tenant_id, cutoff)
@@ -115,7 +115,8 @@ def drift_report(
     monitoring: MonitoringPolicyResource,
     webhook: WebhookResource,
 ):
-    from mlops_assets.core.monitoring import PREDICTION, drift_report_html, measure_drift, score_histogram_markdown
+    from mlops_assets.core.monitoring.charts import score_histogram_markdown
+    from mlops_assets.core.monitoring.drift import PREDICTION, drift_report_html, measure_drift
 
     keys = context.partition_keys
     snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}
@@ -235,12 +236,13 @@ def realized_performance(
     monitoring: MonitoringPolicyResource,
     webhook: WebhookResource,
 ):
-    from mlops_assets.core.features import labels
-    from mlops_assets.core.history import history_files, read_orders
-    from mlops_assets.core.monitoring import performance_problem, realized_metrics, regressed, trend_markdown
-    from mlops_assets.core.prediction_store import PredictionReader, read_partition
-    from mlops_assets.core.predictions import load_served_model
-    from mlops_assets.core.promotion import PromotionLog
+    from mlops_assets.core.lake.history import history_files, read_orders
+    from mlops_assets.core.ml.features import labels
+    from mlops_assets.core.ml.promotion import PromotionLog
+    from mlops_assets.core.ml.scoring import load_served_model
+    from mlops_assets.core.monitoring.charts import trend_markdown
+    from mlops_assets.core.monitoring.performance import performance_problem, realized_metrics, regressed
+    from mlops_assets.core.warehouse.prediction_store import PredictionReader, read_partition
 
     keys = context.partition_keys
     root, registry, warehouse = lake.root(), tenants.registry(), tenants.warehouse_url

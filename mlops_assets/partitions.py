@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from mlops_assets.core.tenant_ids import validate_tenant_id
+from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.settings import Settings
 
 TENANTS = "tenants"

@@ -46,12 +46,7 @@ def predictions(
     models: ModelRegistryResource,
     policy: ModelPolicyResource,
 ):
-    from mlops_assets.core.predictions import (
-        NoProductionModel,
-        load_served_model,
-        prediction_problems,
-        score_snapshot,
-    )
+    from mlops_assets.core.ml.scoring import NoProductionModel, load_served_model, prediction_problems, score_snapshot
 
     keys = context.partition_keys
     snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}

@@ -12,12 +12,12 @@ from datetime import date, timedelta
 import dagster as dg
 from upath import UPath
 
-from mlops_assets.core.events import OperatorEvent, deliver
-from mlops_assets.core.ingest import shopify_client
-from mlops_assets.core.lake import lake_root
-from mlops_assets.core.monitoring import MonitoringThresholds
-from mlops_assets.core.registry import Tenant, TenantRegistry
-from mlops_assets.core.shop_client import ShopifyClient
+from mlops_assets.core.lake.files import lake_root
+from mlops_assets.core.monitoring.events import OperatorEvent, deliver
+from mlops_assets.core.monitoring.thresholds import MonitoringThresholds
+from mlops_assets.core.sources.ingest import shopify_client
+from mlops_assets.core.sources.shopify import ShopifyClient
+from mlops_assets.core.tenants.registry import Tenant, TenantRegistry
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -78,7 +78,7 @@ class ModelRegistryResource(dg.ConfigurableResource):
 @functools.cache
 def _model_registry(tracking_uri: str, artifact_uri: str, s3_endpoint_url: str | None):
     """One client per process and store: opening MLflow's store cost 0.44 s, paid by every step that scores."""
-    from mlops_assets.core.model_registry import ModelRegistry
+    from mlops_assets.core.ml.tracking import ModelRegistry
 
     return ModelRegistry(tracking_uri, artifact_uri, s3_endpoint_url)
 
@@ -104,19 +104,19 @@ class ModelPolicyResource(dg.ConfigurableResource):
     medium_risk_below: float = 0.30
 
     def plan(self, cutoff, horizon_days: int):
-        from mlops_assets.core.training_data import TrainingPlan
+        from mlops_assets.core.ml.training_data import TrainingPlan
 
         return TrainingPlan(cutoff, horizon_days, self.train_snapshots, self.step_days)
 
     def thresholds(self):
-        from mlops_assets.core.training_data import ColdStartThresholds
+        from mlops_assets.core.ml.training_data import ColdStartThresholds
 
         return ColdStartThresholds(
             self.min_history_days, self.min_holdout_customers, self.min_train_positives, self.min_holdout_positives
         )
 
     def promotion(self, after_drift: bool = False):
-        from mlops_assets.core.promotion import PromotionPolicy
+        from mlops_assets.core.ml.promotion import PromotionPolicy
 
         return PromotionPolicy(
             self.baseline_margin,
@@ -128,7 +128,7 @@ class ModelPolicyResource(dg.ConfigurableResource):
         )
 
     def bands(self):
-        from mlops_assets.core.predictions import RiskBands
+        from mlops_assets.core.ml.scoring import RiskBands
 
         return RiskBands(self.high_risk_below, self.medium_risk_below)
 

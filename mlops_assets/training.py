@@ -9,10 +9,10 @@ promotion gates (baseline, production on the same holdout, serving checks) move 
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.core.events import OperatorEvent
-from mlops_assets.core.history import history_files, read_orders
-from mlops_assets.core.lake import partition_path
-from mlops_assets.core.training_data import SPLITS, TrainingSet, build_training_set
+from mlops_assets.core.lake.files import partition_path
+from mlops_assets.core.lake.history import history_files, read_orders
+from mlops_assets.core.ml.training_data import SPLITS, TrainingSet, build_training_set
+from mlops_assets.core.monitoring.events import OperatorEvent
 from mlops_assets.ingestion import HISTORY_DEPS
 from mlops_assets.partitions import (
     add_partition_metadata,
@@ -143,7 +143,7 @@ def candidate_model(
     models: ModelRegistryResource,
     policy: ModelPolicyResource,
 ):
-    from mlops_assets.core.candidates import train_candidate
+    from mlops_assets.core.ml.candidates import train_candidate
 
     registry, model_registry = tenants.registry(), models.registry()
     keys = context.partition_keys
@@ -214,7 +214,7 @@ def production_model(
     policy: ModelPolicyResource,
     webhook: WebhookResource,
 ):
-    from mlops_assets.core.candidates import promote_candidate, train_candidate
+    from mlops_assets.core.ml.candidates import promote_candidate, train_candidate
 
     registry = tenants.registry()
     keys = context.partition_keys

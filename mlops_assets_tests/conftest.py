@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from glob import glob
 from pathlib import Path
 
@@ -22,14 +20,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # A short rolling window keeps end-to-end tests quick (read when mlops_assets.partitions is imported).
 os.environ.setdefault("MLOPS_PARTITION_WINDOW_DAYS", "14")
 
-TEST_END = date(2026, 10, 31)
-SERVED_TENANT = "acme"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, free_port, write_history  # noqa: E402
 
 
 def _server_answers(url: str) -> bool:
@@ -59,7 +50,7 @@ def postgres_server() -> Iterator[str]:
         yield machine
         return
     root = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_postgres:
         shutil.chown(root, "postgres")
@@ -109,7 +100,7 @@ def new_postgres_database(postgres_server: str) -> Iterator[Callable[[], str]]:
     try:
         yield create
     finally:
-        from mlops_assets.core.warehouse import dispose_engines
+        from mlops_assets.core.warehouse.engine import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:
@@ -176,7 +167,7 @@ def mlops_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def small_shop():
-    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+    from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
     return SyntheticShop(
         ShopSpec(
@@ -188,7 +179,7 @@ def small_shop():
 @pytest.fixture
 def emulator_factory():
     """Start emulators serving given shops; all are stopped after the test."""
-    from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
+    from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
 
     started = []
 
@@ -205,43 +196,21 @@ def emulator_factory():
         emulator.stop()
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
-def write_history(root, tenant_id, shop):
-    """Store a shop's orders as the tenant's history file, as the history asset does."""
-    import pandas as pd
-
-    from mlops_assets.core import lake
-    from mlops_assets.core.ingest import split_by_day
-    from mlops_assets.core.shop_records import ORDERS_SCHEMA
-
-    days = split_by_day(shop.raw_orders(), shop.spec.timezone)
-    frame = pd.concat([days[day] for day in sorted(days)], ignore_index=True)
-    lake.write_frame(lake.history_path(root, "raw_orders_history", tenant_id, max(days)), frame, ORDERS_SCHEMA)
-
-
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
     """A tenant with a promoted LightGBM in a real MLflow registry, and its snapshot of TEST_END."""
-    from mlops_assets.core.candidates import promote_candidate, train_candidate
-    from mlops_assets.core.features import customer_features
-    from mlops_assets.core.history import history_files, read_orders
-    from mlops_assets.core.model_registry import ModelRegistry
-    from mlops_assets.core.predictions import load_served_model
-    from mlops_assets.core.promotion import PromotionPolicy
-    from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
-    from mlops_assets.core.training_data import TrainingPlan, build_training_set
+    from mlops_assets.core.lake.history import history_files, read_orders
+    from mlops_assets.core.ml.candidates import promote_candidate, train_candidate
+    from mlops_assets.core.ml.features import feature_snapshot
+    from mlops_assets.core.ml.promotion import PromotionPolicy
+    from mlops_assets.core.ml.scoring import load_served_model
+    from mlops_assets.core.ml.tracking import ModelRegistry
+    from mlops_assets.core.ml.training_data import TrainingPlan, build_training_set
+    from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
     tmp = tmp_path_factory.mktemp("served")
     shop = SyntheticShop(ShopSpec(SERVED_TENANT, customers=2500, seed=9, end=TEST_END, history_days=550))
-    from mlops_assets.core.lake import lake_root
+    from mlops_assets.core.lake.files import lake_root
 
     root = lake_root(str(tmp / "lake"))
     write_history(root, SERVED_TENANT, shop)
@@ -258,7 +227,7 @@ def served(tmp_path_factory):
         PromotionPolicy(baseline_margin=-1.0),
     )  # fmt: skip
     assert outcome.promoted
-    snapshot = customer_features(history, TEST_END, "UTC", 30)
+    snapshot = feature_snapshot(history, TEST_END, "UTC", 30)
     model = load_served_model(registry, SERVED_TENANT)
     created = datetime(2026, 11, 1, 6, tzinfo=UTC)
     return {
@@ -269,10 +238,3 @@ def served(tmp_path_factory):
         "tmp": tmp,
         "created": created,
     }
-
-
-def scored(served, day=TEST_END, run_id="run-1"):
-    """The served tenant's predictions of `day`, as the predictions asset computes them."""
-    from mlops_assets.core.predictions import score_snapshot
-
-    return score_snapshot(served["model"], served["snapshot"], day, "sha256:features", run_id, served["created"])

@@ -5,7 +5,7 @@ from datetime import date
 import dagster as dg
 
 from mlops_assets.automation import partition_changes, sync_tenant_partitions, tenant_registry_sensor, tenant_runs
-from mlops_assets.core.registry import Tenant, TenantRegistry, file_settings
+from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
 from mlops_assets.partitions import TENANTS, tenant_and_day, tenant_day_key
 from mlops_assets.resources import TenantRegistryResource
 

@@ -13,8 +13,8 @@ import requests
 from typer.testing import CliRunner
 
 from mlops_assets.cli import app
-from mlops_assets.core.synthetic import ShopSpec, SyntheticShop, transaction_export
-from mlops_assets_tests.conftest import _free_port, wait_until
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
+from mlops_assets_tests.helpers import free_port, wait_until
 
 runner = CliRunner()
 
@@ -101,7 +101,7 @@ def test_ingest_a_file_tenant_then_purge(mlops_home):
 
 
 def test_shop_emulator_serves_until_sigterm(mlops_home):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLOPS_EMULATOR_TOKEN": "shpat_cli_test"}
     process = subprocess.Popen(
         [
@@ -143,7 +143,7 @@ def test_demo_reset_never_deletes_a_store_outside_mlops_home(mlops_home, monkeyp
     (mlops_home / "lake").mkdir()
     elsewhere = tmp_path / "shared-warehouse.db"
     monkeypatch.setenv("MLOPS_WAREHOUSE_URL", f"sqlite:///{elsewhere}")
-    refused = mlops("demo", "--reset", "--port", str(_free_port()))
+    refused = mlops("demo", "--reset", "--port", str(free_port()))
     assert refused.exit_code == 2
     assert "MLOPS_WAREHOUSE_URL points elsewhere" in " ".join(refused.output.split())
     assert (mlops_home / "lake").exists(), "nothing was deleted"

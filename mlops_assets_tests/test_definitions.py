@@ -6,6 +6,7 @@ A change here is a change to what operators see in the lineage UI: update the sn
 import dagster as dg
 
 from mlops_assets.definitions import defs
+from mlops_assets_tests.helpers import EXPECTED_CHECKS
 
 TENANT_DAY, TENANT = "tenant x date", "tenant"
 EXPECTED_ASSETS = {
@@ -21,29 +22,6 @@ EXPECTED_ASSETS = {
     "predictions": ("predictions", TENANT_DAY, {"customer_features", "production_model"}),
     "drift_report": ("monitoring", TENANT_DAY, {"customer_features", "predictions"}),
     "realized_performance": ("monitoring", TENANT_DAY, {"raw_orders", "raw_orders_history", "predictions"}),
-}
-ORDER_GATES = {
-    "schema_valid": True, "unique_ids": True, "non_negative_amounts": True, "currency_matches_tenant": True,
-    "timestamps_in_day": True, "no_extreme_outliers": True, "quarantine_share": False,
-}  # fmt: skip
-CUSTOMER_GATES = {"schema_valid": True, "unique_ids": True, "timestamps_in_day": True, "quarantine_share": False}
-EXPECTED_CHECKS = {
-    "raw_orders": {**ORDER_GATES, "row_count_in_range": False},
-    "raw_customers": CUSTOMER_GATES,
-    "raw_orders_history": ORDER_GATES,
-    "raw_customers_history": CUSTOMER_GATES,
-    "customer_features": {"no_leakage": True, "no_unexpected_nan": True, "customer_count_matches_history": True},
-    "training_set": {"labels_matured": True, "splits_in_time_order": True, "enough_history": False},
-    "candidate_model": {"holdout_metrics_finite": True, "beats_baseline": False},
-    "production_model": {"promotion_gates": False, "serving_checks": False},
-    "predictions": {
-        "row_count_matches_snapshot": True,
-        "probabilities_in_range": True,
-        "no_nan": True,
-        "model_recorded": True,
-    },
-    "drift_report": {"feature_drift": False, "prediction_drift": False},
-    "realized_performance": {"performance_floor": False, "beats_predecessor": False},
 }
 
 

@@ -7,14 +7,15 @@ import pandas as pd
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from mlops_assets.core import lake
-from mlops_assets.core.registry import Tenant, TenantRegistry, shopify_settings
-from mlops_assets.core.shop_emulator import Faults
-from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
+from mlops_assets.core.lake import files as lake
+from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
 from mlops_assets.ingestion import raw_customers, raw_orders
 from mlops_assets.io_managers import LakeIOManager
 from mlops_assets.partitions import TENANTS, daily_partitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
+from mlops_assets.sim.shop_emulator import Faults
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
+from mlops_assets_tests.helpers import lake_digests
 
 LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
 DAYS = [LAST - timedelta(days=k) for k in (2, 1, 0)]
@@ -84,13 +85,6 @@ def run_rectangle(instance, res, first, last, low="acme", high="globex", raise_o
             ASSET_PARTITION_RANGE_END_TAG: f"{last.isoformat()}|{high}",
         },
     )
-
-
-def lake_digests(lake_config):
-    root = lake.lake_root(lake_config["url"], lake_config["s3_endpoint_url"])
-    return {
-        str(path).split(lake_config["url"].rstrip("/"))[-1]: lake.file_digest(path) for path in root.rglob("*.parquet")
-    }
 
 
 def test_one_run_covers_tenants_x_days_with_metadata_per_partition(

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from mlops_assets.core.synthetic import DriftScenario, ShopSpec, SyntheticShop
 from mlops_assets.partitions import daily_partitions
+from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
 
 # The tests' partition window is 14 days: onboarding on its first day, drift two days later, a bad model
 # planted a horizon (7 days) before the end. Weekly retrains are off so the sensors alone act.
@@ -36,9 +36,9 @@ class _Hooks(BaseHTTPRequestHandler):
 
 def _plant_bad_model(settings):
     """A recency/frequency model with its signs flipped: it ranks the likeliest customers last."""
-    from mlops_assets.core.baselines import BaselineModel, RecencyFrequencyBaseline
-    from mlops_assets.core.candidates import set_production
-    from mlops_assets.core.model_registry import FallbackModel, ModelRegistry, model_name
+    from mlops_assets.core.ml.baselines import BaselineModel, RecencyFrequencyBaseline
+    from mlops_assets.core.ml.candidates import set_production
+    from mlops_assets.core.ml.tracking import FallbackModel, ModelRegistry, model_name
 
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri)
     mlflow = registry._activate()
@@ -57,9 +57,9 @@ def _plant_bad_model(settings):
 @pytest.fixture(scope="module")
 def calendar(tmp_path_factory):
     from mlops_assets import cli
-    from mlops_assets.core.registry import Tenant, shopify_settings
-    from mlops_assets.core.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
+    from mlops_assets.core.tenants.registry import Tenant, shopify_settings
     from mlops_assets.settings import Settings
+    from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
 
     home = tmp_path_factory.mktemp("calendar") / "mlops"
     (home / "dagster").mkdir(parents=True)
@@ -129,7 +129,7 @@ def _metadata(instance, asset: str) -> dict[str, dict]:
 
 
 def test_a_registry_row_onboards_itself_to_predictions(calendar):
-    from mlops_assets.core.prediction_store import read_partition
+    from mlops_assets.core.warehouse.prediction_store import read_partition
 
     ticks = calendar["first_tick"]
     assert ticks["tenant_registry_sensor"].dynamic_partitions_requests[0].partition_keys == [TENANT]
@@ -176,7 +176,7 @@ def test_realized_performance_after_the_retrain_is_no_worse_than_the_replaced_mo
     planted = [m for m in evaluated.values() if m["serving_version"] == calendar["planted"]]
     assert planted and planted[0]["realized_auc"] < 0.5 < planted[0]["predecessor_auc"]
     assert planted[0]["regressed"] and "realized AUC" in realized[LAST.isoformat()]["trend"]
-    from mlops_assets.core.prediction_store import PredictionReader
+    from mlops_assets.core.warehouse.prediction_store import PredictionReader
 
     summaries = PredictionReader(calendar["settings"].warehouse_url).monitoring(TENANT)
     assert len(summaries) == (LAST - START).days + 1, "the dashboard gets a drift summary for every day"
@@ -184,8 +184,8 @@ def test_realized_performance_after_the_retrain_is_no_worse_than_the_replaced_mo
 
 
 def test_a_planted_bad_model_is_rolled_back(calendar):
-    from mlops_assets.core.model_registry import PRODUCTION, ModelRegistry
-    from mlops_assets.core.promotion import PromotionLog
+    from mlops_assets.core.ml.promotion import PromotionLog
+    from mlops_assets.core.ml.tracking import PRODUCTION, ModelRegistry
 
     settings = calendar["settings"]
     rollbacks = [r for r in PromotionLog(settings.warehouse_url).history(TENANT) if r["action"] == "rollback"]
@@ -221,7 +221,7 @@ def test_backfill_cli_onboards_and_runs_every_day(mlops_home, emulator_factory, 
     from typer.testing import CliRunner
 
     from mlops_assets.cli import app
-    from mlops_assets.core.prediction_store import read_partition
+    from mlops_assets.core.warehouse.prediction_store import read_partition
     from mlops_assets.settings import Settings
 
     shop = SyntheticShop(ShopSpec("smallco", customers=600, seed=3, end=LAST, history_days=400))

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mlops_assets.cli import app
-from mlops_assets.core.synthetic import ShopSpec, SyntheticShop
 from mlops_assets.partitions import daily_partitions
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 runner = CliRunner()
 LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
@@ -90,9 +90,9 @@ def test_history_window_training_promotion_reproduction(registered_shop, mlops_h
 
 def check_predictions(home):
     """`mlops predict` over two days: one warehouse row per snapshot customer, lineage recorded, reruns replace."""
-    from mlops_assets.core.lake import file_digest, lake_root, partition_path, read_frame
-    from mlops_assets.core.model_registry import PRODUCTION, ModelRegistry
-    from mlops_assets.core.prediction_store import PredictionReader, read_partition
+    from mlops_assets.core.lake.files import file_digest, lake_root, partition_path, read_frame
+    from mlops_assets.core.ml.tracking import PRODUCTION, ModelRegistry
+    from mlops_assets.core.warehouse.prediction_store import PredictionReader, read_partition
     from mlops_assets.settings import Settings
 
     settings = Settings.from_env()
@@ -121,9 +121,9 @@ def refused_when_broken(settings, good_version: str, stored):
     """A production model that answers NaN: the gates fail the run before the write; the rows stay."""
     import math
 
-    from mlops_assets.core.baselines import BaselineModel, RecencyFrequencyBaseline
-    from mlops_assets.core.model_registry import PRODUCTION, FallbackModel, ModelRegistry, model_name
-    from mlops_assets.core.prediction_store import read_partition
+    from mlops_assets.core.ml.baselines import BaselineModel, RecencyFrequencyBaseline
+    from mlops_assets.core.ml.tracking import PRODUCTION, FallbackModel, ModelRegistry, model_name
+    from mlops_assets.core.warehouse.prediction_store import read_partition
 
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri)
     mlflow = registry._activate()

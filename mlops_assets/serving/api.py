@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from mlops_assets.core.api_keys import Principal, key_digest
-from mlops_assets.core.prediction_store import PredictionReader
+from mlops_assets.core.tenants.api_keys import Principal, key_digest
+from mlops_assets.core.warehouse.prediction_store import PredictionReader
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")

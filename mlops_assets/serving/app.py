@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from mlops_assets.core.api_keys import ApiKeys
-from mlops_assets.core.prediction_store import PredictionReader
-from mlops_assets.core.warehouse import read_engine
+from mlops_assets.core.tenants.api_keys import ApiKeys
+from mlops_assets.core.warehouse.engine import read_engine
+from mlops_assets.core.warehouse.prediction_store import PredictionReader
 from mlops_assets.serving import api, dashboard
 
 STATIC = Path(__file__).parent / "static"

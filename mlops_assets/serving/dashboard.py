@@ -19,7 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from mlops_assets.core.api_keys import Principal
+from mlops_assets.core.tenants.api_keys import Principal
 from mlops_assets.serving import charts
 from mlops_assets.serving.api import Connection
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from mlops_assets.core.api_keys import ApiKeys
-from mlops_assets.core.prediction_store import PredictionReader, write_partition
-from mlops_assets.core.predictions import batch_summary
+from mlops_assets.core.ml.scoring import batch_summary
+from mlops_assets.core.tenants.api_keys import ApiKeys
+from mlops_assets.core.warehouse.prediction_store import PredictionReader, write_partition
 from mlops_assets.serving.app import create_app
-from mlops_assets_tests.conftest import SERVED_TENANT, TEST_END, scored
+from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, scored
 
 OTHER = "globex"
 NASTY = "x'; drop table predictions; --"
@@ -187,7 +187,7 @@ def test_a_dropped_warehouse_connection_is_one_503_then_recovers(served, postgre
 
 
 def test_dashboard_shows_the_tenants_own_drift_and_realized_performance(world):
-    from mlops_assets.core.prediction_store import record_monitoring
+    from mlops_assets.core.warehouse.prediction_store import record_monitoring
 
     client, url = world["client"], world["url"]
     record_monitoring(

@@ -1,0 +1,123 @@
+"""Training sets from time-based snapshots: train, validation (early stopping) and holdout.
+
+For a training cutoff c and horizon H: the holdout is the snapshot at c - H (the latest whose labels
+have matured by c), validation is the snapshot at c - 2H, and training uses snapshots every
+`step_days` from c - 3H back. Every label window ends on or before the next split's snapshot day,
+so no row of an earlier split sees the period a later split is judged on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+
+import pandas as pd
+
+from mlops_assets.core.ml.features import FEATURES, feature_snapshot, labels
+
+SPLITS = ("train", "valid", "holdout")
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    cutoff: date
+    horizon_days: int = 30
+    train_snapshots: int = 20
+    step_days: int = 14
+    min_tenure_days: int = 28
+
+    @property
+    def holdout_day(self) -> date:
+        return self.cutoff - timedelta(days=self.horizon_days)
+
+    @property
+    def valid_day(self) -> date:
+        return self.cutoff - timedelta(days=2 * self.horizon_days)
+
+    def train_days(self) -> list[date]:
+        """The last one's labels end on the validation day; the rest step back from it."""
+        last = self.valid_day - timedelta(days=self.horizon_days)
+        return [last - timedelta(days=self.step_days * k) for k in range(self.train_snapshots - 1, -1, -1)]
+
+    def snapshots(self) -> list[tuple[date, str]]:
+        return [(day, "train") for day in self.train_days()] + [
+            (self.valid_day, "valid"),
+            (self.holdout_day, "holdout"),
+        ]
+
+    def as_params(self) -> dict[str, str]:
+        return {f"plan_{k}": str(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ColdStartThresholds:
+    min_history_days: int = 180
+    min_holdout_customers: int = 200
+    min_train_positives: int = 50
+    min_holdout_positives: int = 20
+
+
+@dataclass
+class TrainingSet:
+    frame: pd.DataFrame
+    plan: TrainingPlan
+    cold_start_reasons: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.frame.loc[self.frame["split"] == name]
+
+    def summary(self) -> dict[str, int]:
+        counts = {}
+        for name in SPLITS:
+            part = self.split(name)
+            counts[f"{name}_rows"] = len(part)
+            counts[f"{name}_positives"] = int(part["label"].sum())
+        return counts
+
+
+def build_training_set(
+    history: pd.DataFrame,
+    plan: TrainingPlan,
+    timezone: str,
+    data_through: date | None,
+    thresholds: ColdStartThresholds | None = None,
+) -> TrainingSet:
+    """Feature snapshots with matured labels; says why when there is too little to train on."""
+    thresholds = thresholds or ColdStartThresholds()
+    if data_through is None or plan.cutoff > data_through:
+        raise ValueError(
+            f"training cutoff {plan.cutoff} is after the last day of data {data_through}: labels have not matured "
+            "(fix: pick a cutoff on or before the last ingested day)"
+        )
+    first_order = history["created_at"].min() if len(history) else None
+    first_day = first_order.date() if first_order is not None and not pd.isna(first_order) else plan.cutoff
+    parts = []
+    for day, split in plan.snapshots():
+        if day < first_day + timedelta(days=plan.min_tenure_days):
+            continue
+        snapshot = feature_snapshot(history, day, timezone, plan.horizon_days)
+        positive = labels(history, day, timezone, plan.horizon_days)
+        snapshot["label"] = snapshot["customer_id"].isin(positive.index).astype("int8")
+        snapshot.insert(0, "split", split)
+        snapshot.insert(0, "snapshot", pd.Timestamp(day))
+        parts.append(snapshot)
+    columns = ["snapshot", "split", "customer_id", *FEATURES, "label"]
+    frame = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    training = TrainingSet(frame, plan)
+    counts = training.summary()
+    history_days = (plan.cutoff - first_day).days
+    reasons = []
+    if history_days < thresholds.min_history_days:
+        reasons.append(f"{history_days} days of history, needs {thresholds.min_history_days}")
+    if counts["holdout_rows"] < thresholds.min_holdout_customers:
+        reasons.append(
+            f"{counts['holdout_rows']} customers at the holdout snapshot, needs {thresholds.min_holdout_customers}"
+        )
+    if counts["train_positives"] < thresholds.min_train_positives:
+        reasons.append(f"{counts['train_positives']} positive training rows, needs {thresholds.min_train_positives}")
+    if counts["holdout_positives"] < thresholds.min_holdout_positives:
+        reasons.append(f"{counts['holdout_positives']} holdout positives, needs {thresholds.min_holdout_positives}")
+    if counts["valid_rows"] == 0:
+        reasons.append("no validation snapshot")
+    training.cold_start_reasons = reasons
+    return training

@@ -1,0 +1,127 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright against `mlops serve` on loopback.
+
+Screenshots go to $MLOPS_SCREENSHOT_DIR when set (that is how docs/dashboard*.png are made), else to tmp.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from mlops_assets.core.ml.features import feature_snapshot
+from mlops_assets.core.ml.scoring import batch_summary, score_snapshot
+from mlops_assets.core.tenants.api_keys import ApiKeys
+from mlops_assets.core.warehouse.prediction_store import PredictionReader, record_monitoring, write_partition
+from mlops_assets_tests.helpers import CHROMIUM, CHROMIUM_ARGS, SERVED_TENANT, TEST_END, free_port, wait_until
+
+DAYS = 7
+
+
+@pytest.fixture
+def dashboard(served, mlops_home):
+    """`mlops serve` on a warehouse holding a week of the served tenant's predictions."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing (fix: apt-get install chromium; .ci/run does)")
+    warehouse = f"sqlite:///{mlops_home / 'warehouse.db'}"
+    for offset in reversed(range(DAYS)):
+        day = TEST_END - timedelta(days=offset)
+        snapshot = served["snapshot"] if offset == 0 else feature_snapshot(served["history"], day, "UTC", 30)
+        frame = score_snapshot(served["model"], snapshot, day, "sha256:features", f"run-{day}", served["created"])
+        write_partition(warehouse, SERVED_TENANT, day, frame, batch_summary(frame), f"run-{day}")
+        drifted = offset == 0
+        record_monitoring(
+            warehouse, SERVED_TENANT, day, model_version=served["model"].version, reference_day=str(TEST_END),
+            drifted_share=0.16 if drifted else 0.0, drifted_features="spend_7d, orders_7d, last_order_value"
+            if drifted else "", prediction_psi=0.02 if drifted else 0.004,
+            drift_alarms="feature_drift" if drifted else "none",
+            predicted_on=day - timedelta(days=30), realized_model_version=served["model"].version,
+            realized_auc=0.80 + 0.005 * offset, realized_brier=0.12, top_decile_precision=0.62, holdout_auc=0.83,
+        )  # fmt: skip
+    _, key = ApiKeys(warehouse).create(SERVED_TENANT, "browser test")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlops_assets.cli", "serve", "--port", str(port)],
+        env={**os.environ, "MLOPS_HOME": str(mlops_home)},
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(f"{base}/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    try:
+        assert wait_until(up, timeout=60), "mlops serve answered"
+        yield {"base": base, "key": key, "reader": PredictionReader(warehouse)}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+
+
+def test_login_overview_filter_customer(dashboard, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = Path(os.environ.get("MLOPS_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    reader, base = dashboard["reader"], dashboard["base"]
+    batch = reader.batch(SERVED_TENANT)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(f"{base}/dashboard")
+        expect(page).to_have_url(re.compile(r"/login$"))
+        page.fill("#api_key", "mlk_not_a_key")
+        page.click("button[type=submit]")
+        expect(page.get_by_role("alert")).to_contain_text("unknown or revoked")
+        page.fill("#api_key", dashboard["key"])
+        page.click("button[type=submit]")
+
+        expect(page).to_have_url(re.compile(r"/dashboard$"))
+        expect(page.get_by_test_id("as-of")).to_have_text(TEST_END.isoformat())
+        expect(page.get_by_test_id("customers")).to_have_text(str(batch["customers"]))
+        for band in ("high", "medium", "low"):
+            expect(page.get_by_test_id(f"band-{band}")).to_have_text(str(batch["band_counts"][band]))
+        expect(page.get_by_test_id("model")).to_contain_text(f"version {batch['model_version']}")
+        expect(page.get_by_test_id("holdout-auc")).to_have_text(f"{batch['model_metrics']['holdout_auc']:.3f}")
+        expect(page.get_by_test_id("drift-status")).to_have_text("alarm (feature_drift)")
+        expect(page.get_by_test_id("realized-auc")).to_have_text("0.800")
+        assert page.locator("svg.chart").count() == 5 and page.locator("svg.chart polyline").count() == 3
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        assert cookies["mlops_session"]["httpOnly"] and cookies["mlops_session"]["sameSite"] == "Strict"
+        page.screenshot(path=str(shots / "dashboard-overview.png"), full_page=True)
+
+        page.click("text=Customers")
+        page.select_option("#band", "high")
+        page.click("text=Filter")
+        high = reader.count(SERVED_TENANT, TEST_END, risk_band="high")
+        expect(page.get_by_test_id("total")).to_have_text(str(high))
+        bands = page.locator("table[data-testid=customers] tbody .band").all_inner_texts()
+        assert bands and set(bands) == {"high"}
+        page.screenshot(path=str(shots / "dashboard-customers.png"), full_page=True)
+        with page.expect_download() as download:
+            page.get_by_test_id("csv").click()
+        exported = Path(download.value.path()).read_text().strip().splitlines()
+        assert len(exported) == high + 1
+
+        first = page.locator("table[data-testid=customers] tbody tr a").first
+        customer_id = first.inner_text()
+        first.click()
+        expect(page.get_by_test_id("customer-id")).to_have_text(customer_id)
+        row = reader.customer(SERVED_TENANT, customer_id, TEST_END)
+        expect(page.get_by_test_id("probability")).to_have_text(f"{row['repurchase_probability']:.3f}")
+        assert page.locator("[data-testid=reasons] li").count() >= 1
+        assert page.locator("svg.chart circle").count() == len(reader.customer_history(SERVED_TENANT, customer_id))
+        page.screenshot(path=str(shots / "dashboard-customer.png"), full_page=True)
+
+        page.click("text=Sign out")
+        page.goto(f"{base}/dashboard")
+        expect(page).to_have_url(re.compile(r"/login$"))
+        browser.close()

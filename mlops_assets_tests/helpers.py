@@ -1,0 +1,84 @@
+"""Helpers the tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import date
+
+from mlops_assets.core.lake import files as lake
+
+TEST_END = date(2026, 10, 31)
+SERVED_TENANT = "acme"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+ORDER_GATES = {
+    "schema_valid": True, "unique_ids": True, "non_negative_amounts": True, "currency_matches_tenant": True,
+    "timestamps_in_day": True, "no_extreme_outliers": True, "quarantine_share": False,
+}  # fmt: skip
+CUSTOMER_GATES = {"schema_valid": True, "unique_ids": True, "timestamps_in_day": True, "quarantine_share": False}
+EXPECTED_CHECKS = {
+    "raw_orders": {**ORDER_GATES, "row_count_in_range": False},
+    "raw_customers": CUSTOMER_GATES,
+    "raw_orders_history": ORDER_GATES,
+    "raw_customers_history": CUSTOMER_GATES,
+    "customer_features": {"no_leakage": True, "no_unexpected_nan": True, "customer_count_matches_history": True},
+    "training_set": {"labels_matured": True, "splits_in_time_order": True, "enough_history": False},
+    "candidate_model": {"holdout_metrics_finite": True, "beats_baseline": False},
+    "production_model": {"promotion_gates": False, "serving_checks": False},
+    "predictions": {
+        "row_count_matches_snapshot": True,
+        "probabilities_in_range": True,
+        "no_nan": True,
+        "model_recorded": True,
+    },
+    "drift_report": {"feature_drift": False, "prediction_drift": False},
+    "realized_performance": {"performance_floor": False, "beats_predecessor": False},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def write_history(root, tenant_id, shop):
+    """Store a shop's orders as the tenant's history file, as the history asset does."""
+    import pandas as pd
+
+    from mlops_assets.core.lake import files as lake
+    from mlops_assets.core.sources.ingest import split_by_day
+    from mlops_assets.core.sources.records import ORDERS_SCHEMA
+
+    days = split_by_day(shop.raw_orders(), shop.spec.timezone)
+    frame = pd.concat([days[day] for day in sorted(days)], ignore_index=True)
+    lake.write_frame(lake.history_path(root, "raw_orders_history", tenant_id, max(days)), frame, ORDERS_SCHEMA)
+
+
+def lake_digests(lake_config):
+    root = lake.lake_root(lake_config["url"], lake_config["s3_endpoint_url"])
+    return {
+        str(path).split(lake_config["url"].rstrip("/"))[-1]: lake.file_digest(path) for path in root.rglob("*.parquet")
+    }
+
+
+def scored(served, day=TEST_END, run_id="run-1"):
+    """The served tenant's predictions of `day`, as the predictions asset computes them."""
+    from mlops_assets.core.ml.scoring import score_snapshot
+
+    return score_snapshot(served["model"], served["snapshot"], day, "sha256:features", run_id, served["created"])
