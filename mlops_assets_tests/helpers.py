@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import time
 from datetime import date
+from pathlib import Path
 
 from mlops_assets.core.lake import files as lake
 
+REPO = Path(__file__).resolve().parents[1]
 TEST_END = date(2026, 10, 31)
 SERVED_TENANT = "acme"
 CHROMIUM = "/usr/bin/chromium"

@@ -301,11 +301,6 @@ class SyntheticShop:
     def end_utc(self) -> pd.Timestamp:
         return self._timestamps(np.array([float(self._days)]))[0]
 
-    def day_bounds_utc(self, day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
-        start = datetime.combine(day, datetime.min.time(), self.zone)
-        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), self.zone)
-        return pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
-
     def _posterior_probability(
         self, known: np.ndarray, t0: float, horizon_days: int, samples: int = 2000, chunk: int = 2000
     ) -> np.ndarray:

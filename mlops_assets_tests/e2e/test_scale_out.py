@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from mlops_assets.settings import LOCAL_CELERY_BROKER, Settings, SettingsError
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 from mlops_assets_tests.helpers import free_port, lake_digests, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
 DAYS = [LAST - timedelta(days=k) for k in (2, 1, 0)]
@@ -41,6 +42,7 @@ SHOPS = {  # tenant: (timezone, currency)
 }
 TOKEN = "shpat_scale_out_token"
 WORKERS = ("scale-out-a", "scale-out-b")
+LOGS_BUCKET = "dagster-logs"
 DAGSTER_PG_VARS = ("MLOPS_DAGSTER_PG_USER", "MLOPS_DAGSTER_PG_PASSWORD", "MLOPS_DAGSTER_PG_HOST", "MLOPS_DAGSTER_PG_DB")
 MAX_PROCESS_MEMORY = 2 * 1024**3  # the issue's budget for any one process
 # As operators run them (docs/operations.md, "Scale-out"), one process per worker here.
@@ -109,7 +111,10 @@ def redis_url(tmp_path) -> Iterator[str]:
 @pytest.fixture
 def production_env(tmp_path, new_postgres_database, s3_endpoint, s3_lake_url, redis_url) -> dict[str, str]:
     """The environment of a production deployment: lake on S3, PostgreSQL for Dagster (the shipped
-    dagster.production.yaml), the warehouse and MLflow, and the Celery executor on Redis."""
+    dagster.production.yaml, step logs on S3), the warehouse and MLflow, and the Celery executor on Redis."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=LOGS_BUCKET)
     dagster_db = sa.engine.make_url(new_postgres_database())
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
@@ -133,6 +138,8 @@ def production_env(tmp_path, new_postgres_database, s3_endpoint, s3_lake_url, re
         "MLOPS_CELERY_BROKER_URL": f"{redis_url}/0",
         "MLOPS_CELERY_BACKEND_URL": f"{redis_url}/1",
         "SHOP_TOKEN": TOKEN,
+        "MLOPS_DAGSTER_LOGS_BUCKET": LOGS_BUCKET,
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
     }
 
 
@@ -189,7 +196,7 @@ def test_celery_workers_backfill_tenants_as_the_default_executor_does(
     }
     emulator = emulator_factory(shops, token=TOKEN, bucket=(40, 1000.0))
     registry = register_shops(production_env["MLOPS_WAREHOUSE_URL"], emulator)
-    for name in DAGSTER_PG_VARS:
+    for name in (*DAGSTER_PG_VARS, "MLOPS_DAGSTER_LOGS_BUCKET", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.setenv(name, production_env[name])
     with dg.DagsterInstance.from_config(production_env["DAGSTER_HOME"]) as instance:
         sync_tenant_partitions(instance, registry)
@@ -226,6 +233,20 @@ def test_celery_workers_backfill_tenants_as_the_default_executor_does(
         }
         assert len(executed_by) == 2 * len(INGEST_ASSETS), executed_by
         assert sorted(set(executed_by.values())) == celery_workers, executed_by
+        # Each step's stdout/stderr reached S3 through dagster-aws, whichever worker ran it.
+        import boto3
+
+        listed = boto3.client("s3", endpoint_url=production_env["AWS_ENDPOINT_URL_S3"]).list_objects_v2(
+            Bucket=LOGS_BUCKET, Prefix="dagster-compute-logs/"
+        )
+        logged = {}  # run id -> the capture keys (one per step) whose stdout and stderr were uploaded
+        for item in listed.get("Contents", []):
+            run_id, capture = re.fullmatch(
+                r"dagster-compute-logs/storage/([^/]+)/compute_logs/(\w+)\.(?:out|err)", item["Key"]
+            ).groups()
+            logged.setdefault(run_id, set()).add(capture)
+        steps = {run_id: sum(1 for run, _ in executed_by if run == run_id) for run_id, _ in executed_by}
+        assert {run_id: len(captures) for run_id, captures in logged.items()} == steps, listed
 
     monkeypatch.setenv("SHOP_TOKEN", TOKEN)
     reference_lake = str(tmp_path / "reference-lake")

@@ -127,10 +127,6 @@ def labels(history: pd.DataFrame, day: date, timezone: str, horizon_days: int) -
     return pd.Series(True, index=pd.Index(inside["customer_id"].astype(str).unique(), name="customer_id"))
 
 
-def label_matured(day: date, horizon_days: int, data_through: date | None) -> bool:
-    return data_through is not None and day + timedelta(days=horizon_days) <= data_through
-
-
 def feature_problems(features: pd.DataFrame) -> list[str]:
     """NaN or infinite values where none may be, and impossible values."""
     problems = []

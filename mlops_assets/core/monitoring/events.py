@@ -15,7 +15,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from mlops_assets.core.tenants.ids import validate_tenant_id
 
-KINDS = ("drift_detected", "performance_below_floor", "retrain", "promoted", "refused", "rolled_back", "onboarded")
+KINDS = ("drift_detected", "performance_below_floor", "promoted", "refused", "rolled_back", "onboarded")
 
 
 @dataclass(frozen=True)
