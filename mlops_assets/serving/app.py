@@ -48,8 +48,8 @@ def create_app(warehouse_url: str, secret: str, secure_cookies: bool = False) ->
         redoc_url=None,
     )
     app.state.engine = read_engine(warehouse_url)
-    app.state.keys = ApiKeys(warehouse_url)
-    app.state.reader = PredictionReader(warehouse_url)
+    app.state.keys = ApiKeys(warehouse_url, read_only=True)
+    app.state.reader = PredictionReader(warehouse_url, read_only=True)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,

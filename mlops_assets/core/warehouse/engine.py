@@ -1,8 +1,8 @@
-"""The warehouse database (SQLite locally, PostgreSQL in production) and its versioned schema.
+"""The warehouse database (SQLite locally, PostgreSQL in production): its tables and engines.
 
-SQLAlchemy Core gives one code path for both engines. Migrations are an ordered list applied
-once each, recorded in `mlops_schema_migrations`, under an advisory lock on PostgreSQL so two
-processes starting together cannot apply one twice.
+SQLAlchemy Core gives one code path for both engines. The tables here are the schema's target;
+Alembic revisions (`schema.py`) build it. Writers bring the schema up to date on their first
+connection; the API's read engine never migrates and refuses a schema behind the code.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
+
+from mlops_assets.core.warehouse.schema import require_current_schema, upgrade_schema
 
 metadata = sa.MetaData()
 
@@ -127,55 +126,29 @@ monitoring_days_table = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-migrations_table = sa.Table(
-    "mlops_schema_migrations",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-Migration = tuple[int, str, Callable[[sa.Connection], None]]
-
-MIGRATIONS: list[Migration] = [
-    (1, "tenant registry", lambda conn: tenants_table.create(conn, checkfirst=True)),
-    (2, "model promotion log", lambda conn: promotions_table.create(conn, checkfirst=True)),
-    (3, "predictions", lambda conn: predictions_table.create(conn, checkfirst=True)),
-    (4, "prediction batch summaries", lambda conn: prediction_batches_table.create(conn, checkfirst=True)),
-    (5, "tenant API keys", lambda conn: api_keys_table.create(conn, checkfirst=True)),
-    (6, "per-tenant monitoring thresholds", lambda conn: _add_column(conn, tenants_table, "monitoring")),
-    (7, "daily monitoring summaries", lambda conn: monitoring_days_table.create(conn, checkfirst=True)),
-]
-
-
-def _add_column(conn: sa.Connection, table: sa.Table, name: str) -> None:
-    """For databases created before the column existed (a new one gets it from the table definition)."""
-    if name in {column["name"] for column in sa.inspect(conn).get_columns(table.name)}:
-        return
-    column = table.c[name]
-    kind = column.type.compile(dialect=conn.dialect)
-    default = column.server_default.arg.text
-    conn.execute(sa.text(f"alter table {table.name} add column {name} {kind} not null default {default}"))
-
-
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 
 
 def engine_for(url: str) -> sa.Engine:
-    """One pooled, migrated engine per URL and process; SQLite files get their directory created."""
+    """One pooled engine per URL and process for writers. Its creation brings the schema up to date
+    (`upgrade_schema`: once per process, a no-op where `mlops db upgrade` already ran)."""
     with _engines_lock:
         if url not in _engines:
-            _engines[url] = _create_engine(url)
+            upgrade_schema(url)
+            is_sqlite = sa.make_url(url).get_backend_name() == "sqlite"
+            options = {"connect_args": {"timeout": 30}} if is_sqlite else {"pool_pre_ping": True}
+            _engines[url] = sa.create_engine(url, **options)
         return _engines[url]
 
 
 class Bindable:
-    """Reads through the pooled engine, or through one connection (`using`) so a web request checks
-    out a connection once for all its queries instead of once per query."""
+    """Reads through a pooled engine, or through one connection (`using`) so a web request checks
+    out a connection once for all its queries instead of once per query. `read_only` (the API) reads
+    through `read_engine`, which never migrates."""
 
-    def __init__(self, warehouse_url: str):
-        self.engine = engine_for(warehouse_url)
+    def __init__(self, warehouse_url: str, read_only: bool = False):
+        self.engine = read_engine(warehouse_url) if read_only else engine_for(warehouse_url)
         self._connection: sa.Connection | None = None
 
     def using(self, connection: sa.Connection):
@@ -205,11 +178,12 @@ def read_engine(url: str) -> sa.Engine:
 
     Disconnects are handled optimistically: a query on a dropped connection fails once, the pool is
     invalidated and refilled, and the API answers that request with 503 (docs/operations.md).
+    It never migrates: a schema behind the code fails its creation (`SchemaNotCurrent`).
     """
-    engine_for(url)  # migrated before anything reads
     with _engines_lock:
         key = f"read:{url}"
         if key not in _engines:
+            require_current_schema(url)
             options = {"pool_size": 10, "max_overflow": 10, "pool_recycle": 600}
             is_sqlite = sa.make_url(url).get_backend_name() == "sqlite"
             _engines[key] = sa.create_engine(
@@ -223,38 +197,3 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
-
-
-def _create_engine(url: str) -> sa.Engine:
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
-    else:
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
-    migrate(engine)
-    return engine
-
-
-def migrate(engine: sa.Engine) -> list[int]:
-    """Apply pending migrations; returns the versions applied by this call."""
-    applied_now = []
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('mlops_schema_migrations'))"))
-        migrations_table.create(conn, checkfirst=True)
-        done = set(conn.execute(sa.select(migrations_table.c.version)).scalars())
-        for version, description, apply in MIGRATIONS:
-            if version in done:
-                continue
-            apply(conn)
-            conn.execute(
-                migrations_table.insert().values(version=version, description=description, applied_at=datetime.now(UTC))
-            )
-            applied_now.append(version)
-    return applied_now
-
-
-def schema_version(engine: sa.Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar_one() or 0

@@ -10,7 +10,6 @@ from mlops_assets.core.tenants.registry import (
     file_settings,
     shopify_settings,
 )
-from mlops_assets.core.warehouse.engine import engine_for, migrate, schema_version
 
 
 def shop_tenant(tenant_id="acme", **overrides):
@@ -102,10 +101,3 @@ def test_tenant_ids_are_validated_before_any_sql(bad_id, tmp_path):
 def test_shop_settings_refuse_secrets_in_the_wrong_place(shop_url, token_env, message):
     with pytest.raises(RegistryError, match=message):
         shopify_settings(shop_url, token_env)
-
-
-def test_migrations_are_versioned_and_idempotent(warehouse_url):
-    engine = engine_for(warehouse_url)
-    assert schema_version(engine) >= 1
-    assert migrate(engine) == []
-    assert migrate(engine) == []
