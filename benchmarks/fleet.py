@@ -159,7 +159,7 @@ def setup(shops: dict[str, int], day: date) -> None:
     from tqdm import tqdm
 
     from mlops_assets import cli
-    from mlops_assets.automation import sync_tenant_partitions
+    from mlops_assets.automation.decisions import sync_tenant_partitions
     from mlops_assets.core.lake import files as lake
     from mlops_assets.core.ml.scoring import batch_summary
     from mlops_assets.core.sources.ingest import split_by_day
@@ -306,7 +306,7 @@ def donor_models(tenant_ids: list[str], cutoff: date) -> None:
 def execute_request(request) -> bool:
     """One run, in this process, as the daemon's run worker would execute it."""
     from mlops_assets import cli
-    from mlops_assets.automation import Automation
+    from mlops_assets.automation.replay import Automation
     from mlops_assets.definitions import build_defs
     from mlops_assets.settings import Settings
 
@@ -322,15 +322,16 @@ def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
     from mlops_assets import cli
-    from mlops_assets.automation import CYCLES, _ranges, _tenant_range_request, cycle_requests
+    from mlops_assets.automation.batching import tenant_range_request, tenant_ranges
+    from mlops_assets.automation.decisions import CYCLES, cycle_requests
 
     registry = cli.registry()
     with cli.instance() as instance:
         if cycle == "weekly":  # first models: the fleet is not onboarded yet, so the schedule would skip it
             job_name, tags = CYCLES["weekly"]
             requests = [
-                _tenant_range_request(job_name, day, day, low, high, f"fleet-{low}-{high}", tags)
-                for low, high in _ranges(instance, tenant_ids)
+                tenant_range_request(job_name, day, day, low, high, f"fleet-{low}-{high}", tags)
+                for low, high in tenant_ranges(instance, tenant_ids)
             ]
         else:
             requests = cycle_requests("daily", instance, registry, day)

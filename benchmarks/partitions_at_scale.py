@@ -384,7 +384,7 @@ def range_tags(day: date, tenants: list[str]) -> dict[str, str]:
 
 def seed(seeder: Seeder, tenants: list[str], window: list[date], alarm_days: int) -> Fleet:
     """Onboarding runs, the history, first models, then every day's daily cycle and Sunday's retrain."""
-    from mlops_assets.automation import ONBOARDING_TAG, STAGE_TAG, TENANT_TAG, TRIGGER_TAG
+    from mlops_assets.automation.jobs import ONBOARDING_TAG, STAGE_TAG, TENANT_TAG, TRIGGER_TAG
 
     fleet, first_day = Fleet(window), window[0]
     onboarded_at = seeder.run_time(first_day) - timedelta(hours=6)
@@ -418,7 +418,7 @@ def seed(seeder: Seeder, tenants: list[str], window: list[date], alarm_days: int
 
 
 def retrain(seeder: Seeder, tenants: list[str], day: date, tags: dict[str, str]) -> None:
-    from mlops_assets.automation import STAGE_TAG
+    from mlops_assets.automation.jobs import STAGE_TAG
 
     [run_id] = seeder.add_runs(
         "retrain", seeder.run_time(day), [{STAGE_TAG: "retrain", **tags, **range_tags(day, tenants)}]
@@ -429,7 +429,7 @@ def retrain(seeder: Seeder, tenants: list[str], day: date, tags: dict[str, str])
 
 def seed_day(seeder: Seeder, tenants: list[str], day: date, alarm: bool) -> None:
     """One daily cycle run over every tenant; with `alarm`, one tenant in ALARM_EVERY has a drift alarm."""
-    from mlops_assets.automation import STAGE_TAG
+    from mlops_assets.automation.jobs import STAGE_TAG
 
     [run_id] = seeder.add_runs("daily_cycle", seeder.run_time(day), [{STAGE_TAG: "daily", **range_tags(day, tenants)}])
     for asset in seeder.daily_assets:
@@ -592,13 +592,13 @@ def automation_figures(instance, warehouse_url: str, fleet: Fleet, partitions: i
     """The schedules' and sensors' decisions as the daemon evaluates them, on the seeded instance."""
     import dagster as dg
 
-    from mlops_assets.automation import (
+    from mlops_assets.automation.decisions import (
         cycle_requests,
         drift_retrain_requests,
         onboarding_requests,
         rollback_requests,
-        tenant_registry_sensor,
     )
+    from mlops_assets.automation.sensors import tenant_registry_sensor
     from mlops_assets.core.tenants.registry import TenantRegistry
     from mlops_assets.resources import MonitoringPolicyResource, TenantRegistryResource
 
@@ -660,13 +660,9 @@ def onboarding_figures(
     """The registry sensor and onboarding while the whole fleet signs up at once (worst case)."""
     import dagster as dg
 
-    from mlops_assets.automation import (
-        ONBOARDING_TAG,
-        STAGE_TAG,
-        TENANT_TAG,
-        onboarding_requests,
-        tenant_registry_sensor,
-    )
+    from mlops_assets.automation.decisions import onboarding_requests
+    from mlops_assets.automation.jobs import ONBOARDING_TAG, STAGE_TAG, TENANT_TAG
+    from mlops_assets.automation.sensors import tenant_registry_sensor
     from mlops_assets.core.tenants.registry import TenantRegistry
     from mlops_assets.partitions import TENANTS
     from mlops_assets.resources import TenantRegistryResource
@@ -716,7 +712,7 @@ def onboarding_figures(
 def scenario(tenant_count: int, args: argparse.Namespace, documents: dict) -> dict:
     import dagster as dg
 
-    from mlops_assets.automation import DAILY_ASSETS
+    from mlops_assets.automation.jobs import DAILY_ASSETS
     from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
     from mlops_assets.partitions import TENANTS, daily_partitions
 
@@ -817,7 +813,7 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
     os.environ["MLOPS_PARTITION_WINDOW_DAYS"] = str(args.window_days)  # read when mlops_assets is imported
-    from mlops_assets.automation import DAILY_ASSETS
+    from mlops_assets.automation.jobs import DAILY_ASSETS
 
     args.daily_assets = args.daily_assets or DAILY_ASSETS
     if set(args.daily_assets) - set(DAILY_ASSETS):

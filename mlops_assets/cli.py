@@ -65,7 +65,7 @@ def instance():
 
 
 def sync_partitions() -> tuple[list[str], list[str]]:
-    from mlops_assets.automation import sync_tenant_partitions
+    from mlops_assets.automation.decisions import sync_tenant_partitions
 
     with instance() as dagster_instance:
         return sync_tenant_partitions(dagster_instance, registry())
@@ -385,7 +385,7 @@ PREDICTION = ["customer_features", "predictions"]
 def _run_days(tenant_ids: list[str], first: date, last: date, assets: list[str], days_per_run: int, stage: str) -> list:
     from tqdm import tqdm
 
-    from mlops_assets.automation import materialize_tenant_days
+    from mlops_assets.automation.batching import materialize_tenant_days
 
     job = _job()
     with (
@@ -407,7 +407,7 @@ def _run_days(tenant_ids: list[str], first: date, last: date, assets: list[str],
 
 
 def _run_history(tenant_ids: list[str]) -> list:
-    from mlops_assets.automation import materialize_tenants
+    from mlops_assets.automation.batching import materialize_tenants
 
     console.print(f"history before the partition window for {len(tenant_ids)} tenants ...")
     with instance() as dagster_instance:
@@ -561,7 +561,7 @@ def predict(
 
 
 def _automation(only: list[str] | None, dagster_instance, on_run=None, weekly_retrain: bool = True):
-    from mlops_assets.automation import Automation
+    from mlops_assets.automation.replay import Automation
     from mlops_assets.definitions import build_defs
 
     return Automation(
@@ -598,7 +598,7 @@ def _replay(tenant_ids: list[str], first: date, last: date):
     """The daemon's days `first`..`last` for these tenants, in this process, with a progress bar."""
     from tqdm import tqdm
 
-    from mlops_assets.automation import STAGE_TAG, TENANT_TAG, TRIGGER_TAG
+    from mlops_assets.automation.jobs import STAGE_TAG, TENANT_TAG, TRIGGER_TAG
 
     window_start = _window_start()
     if not window_start < first <= last:
@@ -797,7 +797,7 @@ def _print_fleet(automation, tenant_ids: list[str], first: date, last: date) -> 
     """Per tenant: customers, serving model and its holdout AUC against the baseline, promotions, drift, rows."""
     import dagster as dg
 
-    from mlops_assets.automation import TENANT_TAG, TRIGGER_TAG
+    from mlops_assets.automation.jobs import TENANT_TAG, TRIGGER_TAG
     from mlops_assets.core.ml.promotion import PromotionLog
     from mlops_assets.core.warehouse.prediction_store import PredictionReader
     from mlops_assets.partitions import tenant_day_key

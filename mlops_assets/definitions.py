@@ -6,7 +6,8 @@ import os
 
 import dagster as dg
 
-from mlops_assets import automation, features, ingestion, monitoring, predictions, training
+from mlops_assets import features, ingestion, monitoring, predictions, training
+from mlops_assets.automation import jobs, schedules, sensors
 from mlops_assets.executors import run_executor
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
 from mlops_assets.resources import (
@@ -45,18 +46,18 @@ def build_defs(settings: Settings) -> dg.Definitions:
             monitoring.realized_performance,
         ],
         jobs=[
-            automation.daily_cycle_job,
-            automation.retrain_job,
-            automation.ingest_days_job,
-            automation.ingest_history_job,
-            automation.rollback_job,
+            jobs.daily_cycle_job,
+            jobs.retrain_job,
+            jobs.ingest_days_job,
+            jobs.ingest_history_job,
+            jobs.rollback_job,
         ],
-        schedules=[automation.daily_cycle_schedule, automation.weekly_retrain_schedule],
+        schedules=[schedules.daily_cycle_schedule, schedules.weekly_retrain_schedule],
         sensors=[
-            automation.tenant_registry_sensor,
-            automation.onboarding_sensor,
-            automation.drift_retrain_sensor,
-            automation.rollback_sensor,
+            sensors.tenant_registry_sensor,
+            sensors.onboarding_sensor,
+            sensors.drift_retrain_sensor,
+            sensors.rollback_sensor,
         ],
         resources={
             "lake": LakeResource(url=lake_url, s3_endpoint_url=endpoint),

@@ -4,7 +4,9 @@ from datetime import date
 
 import dagster as dg
 
-from mlops_assets.automation import partition_changes, sync_tenant_partitions, tenant_registry_sensor, tenant_runs
+from mlops_assets.automation.batching import tenant_runs
+from mlops_assets.automation.decisions import partition_changes, sync_tenant_partitions
+from mlops_assets.automation.sensors import tenant_registry_sensor
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
 from mlops_assets.partitions import TENANTS, tenant_and_day, tenant_day_key
 from mlops_assets.resources import TenantRegistryResource

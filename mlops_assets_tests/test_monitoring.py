@@ -85,7 +85,7 @@ def calendar(tmp_path_factory):
                    horizon_days=7)
         )  # fmt: skip
         with cli.instance() as instance:
-            from mlops_assets.automation import onboarding_sensor, tenant_registry_sensor
+            from mlops_assets.automation.sensors import onboarding_sensor, tenant_registry_sensor
             from mlops_assets.resources import TenantRegistryResource
 
             resources = {"tenants": TenantRegistryResource(warehouse_url=settings.warehouse_url)}
@@ -199,7 +199,7 @@ def test_a_planted_bad_model_is_rolled_back(calendar):
 
 
 def test_cooldown_and_run_keys_keep_retrains_to_one(calendar):
-    from mlops_assets.automation import drift_retrain_sensor, rollback_sensor
+    from mlops_assets.automation.sensors import drift_retrain_sensor, rollback_sensor
     from mlops_assets.resources import MonitoringPolicyResource
 
     instance, automation = calendar["instance"], calendar["automation"]
@@ -248,7 +248,7 @@ def test_backfill_cli_onboards_and_runs_every_day(mlops_home, emulator_factory, 
 def test_schedules_request_batched_runs_for_onboarded_tenants(calendar):
     from datetime import UTC, datetime, time
 
-    from mlops_assets.automation import daily_cycle_schedule, weekly_retrain_schedule
+    from mlops_assets.automation.schedules import daily_cycle_schedule, weekly_retrain_schedule
 
     tick = datetime.combine(LAST + timedelta(days=1), time(11), UTC)
     for schedule, job_name in ((daily_cycle_schedule, "daily_cycle"), (weekly_retrain_schedule, "retrain")):

@@ -61,7 +61,7 @@ def demo(tmp_path_factory):
 
 
 def test_demo_replays_the_calendar_for_every_tenant(demo):
-    from mlops_assets.automation import TENANT_TAG, TRIGGER_TAG
+    from mlops_assets.automation.jobs import TENANT_TAG, TRIGGER_TAG
     from mlops_assets.core.ml.tracking import PRODUCTION, ModelRegistry
     from mlops_assets.core.warehouse.prediction_store import PredictionReader
 

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 import yaml
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from mlops_assets.automation import INGEST_ASSETS, STAGE_TAG, sync_tenant_partitions
+from mlops_assets.automation.decisions import sync_tenant_partitions
+from mlops_assets.automation.jobs import INGEST_ASSETS, STAGE_TAG
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
 from mlops_assets.definitions import build_defs
 from mlops_assets.executors import K8S_STEP_RESOURCES, run_executor
