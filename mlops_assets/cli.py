@@ -105,9 +105,9 @@ def tenants_add(
         if source == "shopify":
             if not shop_url or not token_env:
                 fail("a shopify tenant needs --shop-url and --token-env (the NAME of a variable, not the token)")
-            source_settings = shopify_settings(shop_url, token_env, api_version)
+            source_settings = shopify_settings(shop_url, token_env, api_version, tenant_id)
         elif source == "file":
-            source_settings = file_settings(path, file_format, parse_columns(column))
+            source_settings = file_settings(path, file_format, parse_columns(column), tenant_id)
             source_settings["delimiter"] = delimiter
         else:
             fail(f"--source {source!r} must be 'shopify' or 'file'")

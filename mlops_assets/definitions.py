@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from mlops_assets import features, ingestion, monitoring, predictions, training
@@ -22,15 +20,14 @@ from mlops_assets.resources import (
 from mlops_assets.settings import Settings
 
 
-def _from_env(name: str, value: str | None):
-    """An `EnvVar` when the value came from the environment, so the UI shows its name, not a secret."""
-    return dg.EnvVar(name) if os.environ.get(name) else value
-
-
 def build_defs(settings: Settings) -> dg.Definitions:
-    lake_url = _from_env("MLOPS_LAKE_URL", settings.lake_url)
-    warehouse_url = _from_env("MLOPS_WAREHOUSE_URL", settings.warehouse_url)
-    endpoint = _from_env("MLOPS_S3_ENDPOINT_URL", settings.s3_endpoint_url)
+    def configured(field: str):
+        """An `EnvVar` when the environment holds the value, so the UI shows its name, not a secret."""
+        name = settings.env_var(field)
+        return dg.EnvVar(name) if name else getattr(settings, field)
+
+    lake_url, warehouse_url = configured("lake_url"), configured("warehouse_url")
+    endpoint = configured("s3_endpoint_url")
     return dg.Definitions(
         assets=[
             ingestion.raw_orders,
@@ -66,13 +63,13 @@ def build_defs(settings: Settings) -> dg.Definitions:
             "tenants": TenantRegistryResource(warehouse_url=warehouse_url),
             "shop_api": ShopApiResource(),
             "models": ModelRegistryResource(
-                tracking_uri=_from_env("MLOPS_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
-                artifact_uri=_from_env("MLOPS_MLFLOW_ARTIFACTS_URL", settings.mlflow_artifact_uri),
+                tracking_uri=configured("mlflow_tracking_uri"),
+                artifact_uri=configured("mlflow_artifact_uri"),
                 s3_endpoint_url=endpoint,
             ),
             "policy": ModelPolicyResource(),
             "monitoring": MonitoringPolicyResource(),
-            "webhook": WebhookResource(url=_from_env("MLOPS_WEBHOOK_URL", None)),
+            "webhook": WebhookResource(url=configured("webhook_url")),
         },
         executor=run_executor(settings),
     )

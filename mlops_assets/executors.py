@@ -7,8 +7,6 @@ every run and UI reload and must stay light (DESIGN.md, "Runs are expensive").
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from mlops_assets.settings import Settings
@@ -25,10 +23,11 @@ CELERY_VISIBILITY_TIMEOUT_S = 12 * 3600
 K8S_STEP_RESOURCES = {"requests": {"cpu": "1", "memory": "1536Mi"}, "limits": {"memory": "2Gi"}}
 
 
-def _config_source(name: str, value: str | None) -> str | dict | None:
-    """`{"env": NAME}` when the value came from the environment: the run's config then holds the
-    variable's name, never a password inside a broker URL."""
-    return {"env": name} if os.environ.get(name) else value
+def _config_source(settings: Settings, field: str) -> str | dict | None:
+    """`{"env": NAME}` when the environment holds the value: the run's config then holds the variable's
+    name, never a password inside a broker URL (executor config takes this form, not an `EnvVar`)."""
+    name = settings.env_var(field)
+    return {"env": name} if name else getattr(settings, field)
 
 
 def celery_config_source() -> dict:
@@ -48,10 +47,8 @@ def run_executor(settings: Settings) -> dg.ExecutorDefinition | None:
 
         return celery_executor.configured(
             {
-                "broker": _config_source("MLOPS_CELERY_BROKER_URL", settings.celery_broker_url),
-                # Without its own variable the backend is the broker (Settings): refer to that variable.
-                "backend": _config_source("MLOPS_CELERY_BACKEND_URL", None)
-                or _config_source("MLOPS_CELERY_BROKER_URL", settings.celery_backend_url),
+                "broker": _config_source(settings, "celery_broker_url"),
+                "backend": _config_source(settings, "celery_backend_url"),
                 "config_source": celery_config_source(),
             }
         )

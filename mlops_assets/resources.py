@@ -13,11 +13,15 @@ import dagster as dg
 from upath import UPath
 
 from mlops_assets.core.lake.files import lake_root
+from mlops_assets.core.ml.promotion import PromotionPolicy
+from mlops_assets.core.ml.scoring import RiskBands
+from mlops_assets.core.ml.training_data import ColdStartThresholds, TrainingPlan
 from mlops_assets.core.monitoring.events import OperatorEvent, deliver
 from mlops_assets.core.monitoring.thresholds import MonitoringThresholds
 from mlops_assets.core.sources.ingest import shopify_client
 from mlops_assets.core.sources.shopify import ShopifyClient
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry
+from mlops_assets.settings import shop_token
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -46,16 +50,17 @@ class TenantRegistryResource(dg.ConfigurableResource):
 class ShopApiResource(dg.ConfigurableResource):
     """Client settings for Shopify-shaped shop APIs; tokens come from each tenant's token_env."""
 
-    page_limit: int = 250
-    bucket_capacity: int = 40
-    leak_per_s: float = 2.0
-    max_failures: int = 8
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
+    page_limit: int = ShopifyClient.page_limit
+    bucket_capacity: int = ShopifyClient.bucket_capacity
+    leak_per_s: float = ShopifyClient.leak_per_s
+    max_failures: int = ShopifyClient.max_failures
+    connect_timeout_s: float = ShopifyClient.timeout[0]
+    read_timeout_s: float = ShopifyClient.timeout[1]
 
     def client(self, tenant: Tenant) -> ShopifyClient:
         return shopify_client(
             tenant,
+            shop_token(tenant.tenant_id, tenant.source.token_env),
             page_limit=self.page_limit,
             bucket_capacity=self.bucket_capacity,
             leak_per_s=self.leak_per_s,
@@ -83,72 +88,43 @@ def _model_registry(tracking_uri: str, artifact_uri: str, s3_endpoint_url: str |
     return ModelRegistry(tracking_uri, artifact_uri, s3_endpoint_url)
 
 
-class ModelPolicyResource(dg.ConfigurableResource):
-    """Training plan defaults, cold-start thresholds, promotion gates and risk bands; the same for every tenant."""
+class ModelPolicyResource(dg.ConfigurableResource, PromotionPolicy):
+    """Training plan, cold-start thresholds, promotion gates and risk bands; the same for every tenant.
 
-    train_snapshots: int = 20
-    step_days: int = 14
-    min_history_days: int = 180
-    min_holdout_customers: int = 200
-    min_train_positives: int = 50
-    min_holdout_positives: int = 20
-    baseline_margin: float = 0.0
-    production_margin: float = 0.0
-    # After a drift alarm the holdout predates the change, so a fresh candidate may trail production by this
-    # much there: it has seen the new regime, and the rollback sensor undoes the bet if it loses in reality.
-    drift_production_margin: float = -0.01
-    max_single_row_p99_ms: float = 100.0
-    max_batch_10k_ms: float = 2000.0
-    max_peak_memory_mb: float = 512.0
-    high_risk_below: float = 0.10
-    medium_risk_below: float = 0.30
+    The promotion gates are `PromotionPolicy`'s fields; the other defaults are those of the core types they build.
+    """
 
-    def plan(self, cutoff, horizon_days: int):
-        from mlops_assets.core.ml.training_data import TrainingPlan
+    train_snapshots: int = TrainingPlan.train_snapshots
+    step_days: int = TrainingPlan.step_days
+    min_history_days: int = ColdStartThresholds.min_history_days
+    min_holdout_customers: int = ColdStartThresholds.min_holdout_customers
+    min_train_positives: int = ColdStartThresholds.min_train_positives
+    min_holdout_positives: int = ColdStartThresholds.min_holdout_positives
+    high_risk_below: float = RiskBands.high_below
+    medium_risk_below: float = RiskBands.medium_below
 
+    def plan(self, cutoff, horizon_days: int) -> TrainingPlan:
         return TrainingPlan(cutoff, horizon_days, self.train_snapshots, self.step_days)
 
-    def thresholds(self):
-        from mlops_assets.core.ml.training_data import ColdStartThresholds
-
+    def thresholds(self) -> ColdStartThresholds:
         return ColdStartThresholds(
             self.min_history_days, self.min_holdout_customers, self.min_train_positives, self.min_holdout_positives
         )
 
-    def promotion(self, after_drift: bool = False):
-        from mlops_assets.core.ml.promotion import PromotionPolicy
+    def promotion(self, after_drift: bool = False) -> PromotionPolicy:
+        policy = PromotionPolicy(**{name: getattr(self, name) for name in PromotionPolicy.model_fields})
+        return policy.after_drift() if after_drift else policy
 
-        return PromotionPolicy(
-            self.baseline_margin,
-            self.drift_production_margin if after_drift else self.production_margin,
-            self.max_single_row_p99_ms,
-            self.max_batch_10k_ms,
-            self.max_peak_memory_mb,
-            refresh_fallback=after_drift,
-        )
-
-    def bands(self):
-        from mlops_assets.core.ml.scoring import RiskBands
-
+    def bands(self) -> RiskBands:
         return RiskBands(self.high_risk_below, self.medium_risk_below)
 
 
-class MonitoringPolicyResource(dg.ConfigurableResource):
-    """Drift, performance, rollback and retrain thresholds for every tenant; the registry may override them."""
-
-    column_drift: float = 0.1
-    drifted_share: float = 0.1
-    prediction_psi: float = 0.2
-    auc_floor: float = 0.6
-    max_auc_drop: float = 0.1
-    rollback_margin: float = 0.03
-    probation_days: int = 60
-    cooldown_days: int = 7
-    sample_rows: int = 5000
+class MonitoringPolicyResource(dg.ConfigurableResource, MonitoringThresholds):
+    """Drift, performance, rollback and retrain thresholds for every tenant (`MonitoringThresholds`' fields and
+    defaults); the registry may override them per tenant."""
 
     def thresholds(self, tenant: Tenant) -> MonitoringThresholds:
-        defaults = MonitoringThresholds(**{name: getattr(self, name) for name in MonitoringThresholds.names()})
-        return defaults.overridden(tenant.tenant_id, tenant.monitoring)
+        return self.overridden(tenant.tenant_id, tenant.monitoring)
 
 
 class WebhookResource(dg.ConfigurableResource):

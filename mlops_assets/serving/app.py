@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from pydantic import SecretStr
 from starlette.middleware.sessions import SessionMiddleware
 
 from mlops_assets.core.tenants.api_keys import ApiKeys
@@ -26,10 +27,10 @@ STATIC = Path(__file__).parent / "static"
 SESSION_HOURS = 8
 
 
-def session_secret(home: Path) -> str:
-    """$MLOPS_SESSION_SECRET, else a random secret kept (mode 600) under $MLOPS_HOME."""
-    if os.environ.get("MLOPS_SESSION_SECRET"):
-        return os.environ["MLOPS_SESSION_SECRET"]
+def session_secret(home: Path, configured: SecretStr | None) -> str:
+    """The configured secret ($MLOPS_SESSION_SECRET), else a random one kept (mode 600) under $MLOPS_HOME."""
+    if configured is not None:
+        return configured.get_secret_value()
     path = home / "session_secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,12 +69,12 @@ def create_app(warehouse_url: str, secret: str, secure_cookies: bool = False) ->
 
 
 def app_from_env() -> FastAPI:
-    """The uvicorn factory: the profile's warehouse and session secret."""
-    from mlops_assets.settings import Settings
+    """The uvicorn factory: the profile's warehouse, the session secret and the cookie policy."""
+    from mlops_assets.settings import ServingSettings, Settings
 
-    settings = Settings.from_env()
-    secure = os.environ.get("MLOPS_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
-    app = create_app(settings.warehouse_url, session_secret(settings.home), secure)
+    settings, serving = Settings.from_env(), ServingSettings.from_env()
+    secret = session_secret(settings.home, serving.session_secret)
+    app = create_app(settings.warehouse_url, secret, serving.secure_cookies)
     # Everything loaded so far lives as long as the process: keep it out of the collector's full passes,
     # which otherwise show up as latency spikes (docs/benchmarks.md).
     gc.freeze()

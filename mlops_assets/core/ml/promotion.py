@@ -12,24 +12,42 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_assets.core.ml.features import FEATURES
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.warehouse.engine import engine_for, promotions_table
 
 
-@dataclass(frozen=True)
-class PromotionPolicy:
+class PromotionPolicy(BaseModel):
+    """The margins a candidate must beat and the serving limits it must meet, the same for every tenant."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     baseline_margin: float = 0.0
     production_margin: float = 0.0
-    max_single_row_p99_ms: float = 100.0
-    max_batch_10k_ms: float = 2000.0
-    max_peak_memory_mb: float = 512.0
-    refresh_fallback: bool = False  # a baseline fallback may replace an older fallback (after drift)
+    # After a drift alarm the holdout predates the change, so a fresh candidate may trail production by this
+    # much there: it has seen the new regime, and the rollback sensor undoes the bet if it loses in reality.
+    drift_production_margin: float = -0.01
+    max_single_row_p99_ms: float = Field(100.0, gt=0)
+    max_batch_10k_ms: float = Field(2000.0, gt=0)
+    max_peak_memory_mb: float = Field(512.0, gt=0)
+    # Not a setting but what the policy is for: only after a drift alarm may a refitted baseline fallback
+    # replace an older one.
+    refresh_fallback: ClassVar[bool] = False
+
+    def after_drift(self) -> PromotionPolicy:
+        """The policy of a retrain a drift alarm triggered."""
+        return AfterDriftPolicy(**{**self.model_dump(), "production_margin": self.drift_production_margin})
+
+
+class AfterDriftPolicy(PromotionPolicy):
+    refresh_fallback: ClassVar[bool] = True
 
 
 @dataclass

@@ -2,50 +2,51 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields, replace
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlops_assets.core.tenants.validation import TenantSettingError, setting_problems
+
+RATIO = "a number >= 0, e.g. 0.1"
+DAYS = "a whole number of days >= 1"
 
 
-class MonitoringSettingError(ValueError):
+class MonitoringSettingError(TenantSettingError):
     pass
 
 
-@dataclass(frozen=True)
-class MonitoringThresholds:
+class MonitoringThresholds(BaseModel):
     """Defaults for every tenant; a tenant's registry entry may override any of them."""
 
-    column_drift: float = 0.1  # a feature drifts when its normed Wasserstein distance reaches this
-    drifted_share: float = 0.1  # feature_drift fails when this share of the features drifts (3 of 25)
-    prediction_psi: float = 0.2  # prediction_drift fails when the score PSI reaches this
-    auc_floor: float = 0.6  # performance_floor fails below this realized AUC ...
-    max_auc_drop: float = 0.1  # ... or this far below the model's holdout AUC
-    rollback_margin: float = 0.03  # roll back when the predecessor's realized AUC is this much better
-    probation_days: int = 60  # a promoted version is compared with its predecessor this long
-    cooldown_days: int = 7  # at most one drift retrain per tenant in this many days
-    sample_rows: int = 5000  # rows per side of a drift report
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # a feature drifts when its normed Wasserstein distance reaches this
+    column_drift: float = Field(0.1, ge=0, allow_inf_nan=False, description=RATIO)
+    # feature_drift fails when this share of the features drifts (3 of 25)
+    drifted_share: float = Field(0.1, ge=0, allow_inf_nan=False, description=RATIO)
+    # prediction_drift fails when the score PSI reaches this
+    prediction_psi: float = Field(0.2, ge=0, allow_inf_nan=False, description=RATIO)
+    # performance_floor fails below this realized AUC ...
+    auc_floor: float = Field(0.6, ge=0, allow_inf_nan=False, description=RATIO)
+    # ... or this far below the model's holdout AUC
+    max_auc_drop: float = Field(0.1, ge=0, allow_inf_nan=False, description=RATIO)
+    # roll back when the predecessor's realized AUC is this much better
+    rollback_margin: float = Field(0.03, ge=0, allow_inf_nan=False, description=RATIO)
+    # a promoted version is compared with its predecessor this long
+    probation_days: int = Field(60, ge=1, description=DAYS)
+    # at most one drift retrain per tenant in this many days (0: no cooldown)
+    cooldown_days: int = Field(7, ge=0, description="a whole number of days >= 0")
+    # rows per side of a drift report
+    sample_rows: int = Field(5000, ge=1, description="a whole number of rows >= 1")
 
     @classmethod
     def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        return list(MonitoringThresholds.model_fields)
 
-    def overridden(self, tenant_id: str, overrides: dict) -> MonitoringThresholds:
+    def overridden(self, tenant_id: str, overrides: dict | None) -> MonitoringThresholds:
         """These thresholds with a tenant's overrides; a bad one names the tenant, the field and the fix."""
-        values = {}
-        for name, raw in (overrides or {}).items():
-            if name not in self.names():
-                raise MonitoringSettingError(
-                    f"tenant {tenant_id}: unknown monitoring setting {name!r} (fix: one of {', '.join(self.names())})"
-                )
-            kind = type(getattr(self, name))
-            try:
-                value = kind(raw)
-            except (TypeError, ValueError) as exc:
-                raise MonitoringSettingError(
-                    f"tenant {tenant_id}: monitoring setting {name}={raw!r} is not a {kind.__name__}"
-                ) from exc
-            if not math.isfinite(value) or value < 0 or (kind is int and value < 1 and name != "cooldown_days"):
-                raise MonitoringSettingError(
-                    f"tenant {tenant_id}: monitoring setting {name}={raw!r} must be a positive number"
-                )
-            values[name] = value
-        return replace(self, **values)
+        current = {name: getattr(self, name) for name in self.names()}
+        try:
+            return MonitoringThresholds.model_validate({**current, **(overrides or {})})
+        except ValidationError as exc:
+            problems = setting_problems(exc.errors(), MonitoringThresholds, tenant_id, "monitoring")
+            raise MonitoringSettingError(problems) from None

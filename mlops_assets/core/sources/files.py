@@ -18,8 +18,8 @@ import pandas as pd
 from upath import UPath
 
 from mlops_assets.core.sources.records import quarantine_frame, to_frame
+from mlops_assets.core.tenants.sources import FileSource
 
-DEFAULT_COLUMNS = {c: c for c in ("customer_id", "timestamp", "amount", "order_id", "quantity", "currency")}
 REQUIRED = ("customer_id", "timestamp", "amount")
 
 
@@ -45,44 +45,34 @@ def _read_export(url: str, file_format: str, delimiter: str) -> pd.DataFrame:
 
 
 @functools.lru_cache(maxsize=8)
-def _normalized(url, file_format, delimiter, columns, stamp, timezone, currency, tenant_id) -> pd.DataFrame:
+def _normalized(source: FileSource, stamp, timezone, currency, tenant_id) -> pd.DataFrame:
     del stamp  # only part of the cache key: a changed file is read again
-    settings = {"path": url, "columns": dict(columns)}
-    return normalize_export(
-        _read_export(url, file_format, delimiter), settings, ZoneInfo(timezone), currency, tenant_id
-    )
+    raw = _read_export(source.path, source.format, source.delimiter)
+    return normalize_export(raw, source, ZoneInfo(timezone), currency, tenant_id)
 
 
-def load_normalized(settings: dict, timezone: str, currency: str, tenant_id: str) -> pd.DataFrame:
+def load_normalized(source: FileSource, timezone: str, currency: str, tenant_id: str) -> pd.DataFrame:
     """The whole export, normalized once per process and file version (a run covers many days)."""
-    path = UPath(settings["path"])
+    path = UPath(source.path)
     if not path.exists():
         raise FileSourceError(
-            f"tenant {tenant_id}: export file {settings['path']} does not exist (fix: re-register the tenant with "
+            f"tenant {tenant_id}: export file {source.path} does not exist (fix: re-register the tenant with "
             "`mlops tenants add ... --path` pointing at a readable file)"
         )
     info = path.stat()
     stamp = (getattr(info, "st_mtime", None), getattr(info, "st_size", None))
-    columns = tuple(sorted(settings.get("columns", {}).items()))
-    return _normalized(
-        settings["path"],
-        settings.get("format", "csv"),
-        settings.get("delimiter", ","),
-        columns,
-        stamp,
-        timezone,
-        currency,
-        tenant_id,
-    )
+    return _normalized(source, stamp, timezone, currency, tenant_id)
 
 
-def normalize_export(raw: pd.DataFrame, settings: dict, zone: ZoneInfo, currency: str, tenant_id: str) -> pd.DataFrame:
+def normalize_export(
+    raw: pd.DataFrame, source: FileSource, zone: ZoneInfo, currency: str, tenant_id: str
+) -> pd.DataFrame:
     """All rows as typed columns plus `_error` (None when the row is good) and `_day`."""
-    mapping = {**DEFAULT_COLUMNS, **settings.get("columns", {})}
+    mapping = source.column_names()
     missing = [f"{field} (column {mapping[field]!r})" for field in REQUIRED if mapping[field] not in raw.columns]
     if missing:
         raise FileSourceError(
-            f"tenant {tenant_id}: export {settings['path']} lacks {', '.join(missing)}; it has {list(raw.columns)} "
+            f"tenant {tenant_id}: export {source.path} lacks {', '.join(missing)}; it has {list(raw.columns)} "
             "(fix: map columns with --column FIELD=COLUMN)"
         )
     column = lambda field: raw[mapping[field]].astype("string").str.strip() if mapping[field] in raw.columns else None  # noqa: E731

@@ -7,7 +7,6 @@ id, sorted by id) and the quarantine is rebuilt, not appended to.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -28,10 +27,6 @@ HISTORY_ASSETS = {"orders": "raw_orders_history", "customers": "raw_customers_hi
 TRAILING_DAYS = 14
 
 
-class SourceConfigError(RuntimeError):
-    pass
-
-
 @dataclass
 class IngestedDay:
     frame: pd.DataFrame
@@ -40,26 +35,11 @@ class IngestedDay:
     undated: pd.DataFrame | None = None
 
 
-def shop_token(tenant: Tenant, environ: dict[str, str] | None = None) -> str:
-    environ = os.environ if environ is None else environ
-    name = tenant.source_settings["token_env"]
-    token = environ.get(name)
-    if not token:
-        raise SourceConfigError(
-            f"tenant {tenant.tenant_id}: environment variable {name} (the shop's access token) is not set in this "
-            "process (fix: export it where Dagster runs, e.g. in the code location's environment)"
-        )
-    return token
-
-
-def shopify_client(tenant: Tenant, environ: dict[str, str] | None = None, **options) -> ShopifyClient:
-    settings = tenant.source_settings
+def shopify_client(tenant: Tenant, token: str, **options) -> ShopifyClient:
+    """A client for the tenant's shop; `token` is read from the variable the tenant names when a run needs it."""
+    source = tenant.source
     return ShopifyClient(
-        shop_url=settings["shop_url"],
-        token=shop_token(tenant, environ),
-        tenant_id=tenant.tenant_id,
-        api_version=settings.get("api_version", "2025-01"),
-        **options,
+        shop_url=source.shop_url, token=token, tenant_id=tenant.tenant_id, api_version=source.api_version, **options
     )
 
 
@@ -84,7 +64,7 @@ def _file_customers(orders: pd.DataFrame, first_seen: pd.Series) -> pd.DataFrame
 
 
 def ingest_file_days(tenant: Tenant, resource: str, days: list[date]) -> dict[date, IngestedDay]:
-    normalized = load_normalized(tenant.source_settings, tenant.timezone, tenant.currency, tenant.tenant_id)
+    normalized = load_normalized(tenant.source, tenant.timezone, tenant.currency, tenant.tenant_id)
     slices = day_slices(normalized, days)
     if resource == "orders":
         return {
@@ -129,7 +109,7 @@ def ingest_history(
 ) -> IngestedHistory:
     """One sweep over the source for everything updated in [since, before) (`before`: the partition window's start)."""
     if tenant.source_kind == "file":
-        normalized = load_normalized(tenant.source_settings, tenant.timezone, tenant.currency, tenant.tenant_id)
+        normalized = load_normalized(tenant.source, tenant.timezone, tenant.currency, tenant.tenant_id)
         days = sorted(d for d in normalized["_day"].dropna().unique() if d < before and (since is None or d >= since))
         ingested = ingest_file_days(tenant, resource, days)
         quarantine = pd.concat(
@@ -188,5 +168,5 @@ def gate_context(
         quarantined=quarantined,
         trailing_row_counts=tuple(counts),
         trailing_median_order_value=median_value,
-        outlier_factor=float(tenant.source_settings.get("outlier_factor", 1000.0)),
+        outlier_factor=tenant.source.outlier_factor,
     )

@@ -1,29 +1,34 @@
 """The tenant registry: who the tenants are and where their orders come from.
 
 Secrets are referenced, never stored: a Shopify tenant names the environment variable that
-holds its access token, and the token is read only at the moment a request is made.
+holds its access token, and the token is read only at the moment a request is made. Source
+settings and monitoring overrides are validated by their models (core/tenants/sources.py,
+core/monitoring/thresholds.py) before anything is written.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
-from mlops_assets.core.monitoring.thresholds import MonitoringSettingError, MonitoringThresholds
+from mlops_assets.core.monitoring.thresholds import MonitoringThresholds
 from mlops_assets.core.tenants.ids import validate_tenant_id
+from mlops_assets.core.tenants.sources import (
+    SHOPIFY_API_VERSION,
+    FileSource,
+    ShopifySource,
+    SourceKind,
+    parse_source,
+)
+from mlops_assets.core.tenants.validation import TenantSettingError
 from mlops_assets.core.warehouse.engine import engine_for, tenants_table
 
-SourceKind = Literal["shopify", "file"]
-ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
-FILE_FORMATS = ("csv", "parquet")
-FILE_COLUMNS = ("customer_id", "timestamp", "amount", "order_id", "quantity", "currency")
 
 
 class RegistryError(ValueError):
@@ -52,6 +57,11 @@ class Tenant:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def source(self) -> ShopifySource | FileSource:
+        """The typed source settings; stored ones that no longer validate name the tenant, the field and the fix."""
+        return parse_source(self.source_kind, self.source_settings, self.tenant_id)
+
     def public_view(self) -> dict[str, Any]:
         """What may be shown or logged: settings only reference secrets, so all of it."""
         view = asdict(self)
@@ -60,34 +70,29 @@ class Tenant:
         return view
 
 
-def shopify_settings(shop_url: str, token_env: str, api_version: str = "2025-01") -> dict[str, Any]:
-    parts = urlsplit(shop_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RegistryError(f"--shop-url {shop_url!r} is not an http(s) URL (fix: e.g. https://acme.myshopify.com)")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise RegistryError(
-            "--shop-url must not carry credentials, a query or a fragment (fix: put the token in an "
-            "environment variable and pass its name with --token-env)"
-        )
-    if not ENV_VAR_NAME.fullmatch(token_env or ""):
-        raise RegistryError(
-            f"--token-env {token_env!r} is not an environment variable name (fix: e.g. ACME_SHOPIFY_TOKEN; "
-            "pass the variable's name, never the token itself)"
-        )
-    return {"shop_url": shop_url.rstrip("/"), "token_env": token_env, "api_version": api_version}
+def shopify_settings(
+    shop_url: str, token_env: str, api_version: str = SHOPIFY_API_VERSION, tenant_id: str | None = None
+) -> dict[str, Any]:
+    """A Shopify tenant's settings as the registry stores them."""
+    return _stored("shopify", {"shop_url": shop_url, "token_env": token_env, "api_version": api_version}, tenant_id)
 
 
-def file_settings(path: str, file_format: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
-    if not path:
-        raise RegistryError("--path is required for a file tenant (fix: a CSV or Parquet export, local or s3://)")
-    file_format = (file_format or ("parquet" if path.endswith(".parquet") else "csv")).lower()
-    if file_format not in FILE_FORMATS:
-        raise RegistryError(f"--format {file_format!r} is not one of {FILE_FORMATS}")
-    columns = dict(columns or {})
-    unknown = set(columns) - set(FILE_COLUMNS)
-    if unknown:
-        raise RegistryError(f"--column names {sorted(unknown)} are not among {FILE_COLUMNS}")
-    return {"path": path, "format": file_format, "columns": columns}
+def file_settings(
+    path: str | None,
+    file_format: str | None = None,
+    columns: dict[str, str] | None = None,
+    tenant_id: str | None = None,
+) -> dict[str, Any]:
+    """A file tenant's settings as the registry stores them (the format defaults to the path's suffix)."""
+    given = {"path": path, "format": file_format, "columns": dict(columns or {})}
+    return _stored("file", {name: value for name, value in given.items() if value is not None}, tenant_id)
+
+
+def _stored(kind: str, settings: dict[str, Any], tenant_id: str | None) -> dict[str, Any]:
+    try:
+        return parse_source(kind, settings, tenant_id).stored()
+    except TenantSettingError as exc:
+        raise RegistryError(str(exc)) from exc
 
 
 def _validated(tenant: Tenant) -> Tenant:
@@ -102,15 +107,13 @@ def _validated(tenant: Tenant) -> Tenant:
         raise RegistryError(f"tenant {tenant.tenant_id}: currency {tenant.currency!r} is not an ISO 4217 code like EUR")
     if not 1 <= int(tenant.horizon_days) <= 365:
         raise RegistryError(f"tenant {tenant.tenant_id}: horizon_days {tenant.horizon_days} must be in [1, 365]")
-    if tenant.source_kind not in ("shopify", "file"):
-        raise RegistryError(f"tenant {tenant.tenant_id}: source {tenant.source_kind!r} must be 'shopify' or 'file'")
     if tenant.status not in ("active", "paused"):
         raise RegistryError(f"tenant {tenant.tenant_id}: status {tenant.status!r} must be 'active' or 'paused'")
     try:
         MonitoringThresholds().overridden(tenant.tenant_id, tenant.monitoring)
-    except MonitoringSettingError as exc:
+        return replace(tenant, source_settings=tenant.source.stored())
+    except TenantSettingError as exc:
         raise RegistryError(str(exc)) from exc
-    return tenant
 
 
 def _row_to_tenant(row: sa.Row) -> Tenant:
@@ -176,7 +179,7 @@ class TenantRegistry:
         """Replace the tenant's monitoring threshold overrides (an empty dict restores the defaults)."""
         try:
             typed = MonitoringThresholds().overridden(tenant_id, overrides)
-        except MonitoringSettingError as exc:
+        except TenantSettingError as exc:
             raise RegistryError(str(exc)) from exc
         return self._update(tenant_id, monitoring={name: getattr(typed, name) for name in overrides})
 

@@ -22,7 +22,7 @@ def cdnow_tenant():
 
 def test_cdnow_days_add_up_to_the_whole_log():
     tenant = cdnow_tenant()
-    normalized = load_normalized(tenant.source_settings, "UTC", "USD", "cdnow")
+    normalized = load_normalized(tenant.source, "UTC", "USD", "cdnow")
     assert len(normalized) == 69659 and normalized["_error"].isna().all()
     january = [ingest_day(tenant, "orders", date(1997, 1, d)).frame for d in range(1, 32)]
     total = sum(len(frame) for frame in january)
