@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Redis on the same host, only when Celery is chosen and no broker is named.
 LOCAL_CELERY_BROKER = "redis://127.0.0.1:6379/0"
@@ -27,20 +26,8 @@ class SettingsError(RuntimeError):
     pass
 
 
-class _GivenEnvironment(EnvSettingsSource):
-    """The environment a caller hands over (a test, a Kubernetes Secret's values) instead of the process's."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
-        self.environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
-
-
 class _EnvironmentModel(BaseSettings):
-    # An empty variable counts as unset, as `VAR= command` means in a shell.
-    model_config = SettingsConfigDict(env_prefix="MLOPS_", env_ignore_empty=True, frozen=True)
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", frozen=True)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):
@@ -50,7 +37,13 @@ class _EnvironmentModel(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """Read `env` (default: this process's environment); a bad value names its variable and the fix."""
-        values = _GivenEnvironment(cls, os.environ if env is None else env)()
+        env = os.environ if env is None else env
+        # Exact names, as the shell has them; an empty variable counts as unset.
+        values = {
+            info.validation_alias or field: env[name]
+            for field, info in cls.model_fields.items()
+            if (name := cls.variable(field)) in env and env[name]
+        }
         try:
             return cls(**values)
         except ValidationError as exc:
