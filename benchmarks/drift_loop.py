@@ -27,7 +27,7 @@ def run_seed(seed: int) -> dict:
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     import dagster as dg
 
-    from mlops_assets import cli
+    import mlops_assets.cli.common as cli
     from mlops_assets.core.tenants.registry import Tenant, shopify_settings
     from mlops_assets.partitions import daily_partitions
     from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
@@ -47,7 +47,7 @@ def run_seed(seed: int) -> dict:
         )
         cli.sync_partitions()
         with cli.instance() as instance:
-            automation = cli._automation([tenant], instance, weekly_retrain=False)
+            automation = cli.build_automation([tenant], instance, weekly_retrain=False)
             automation.onboard(first + timedelta(days=1))
             day = first
             while day <= last:

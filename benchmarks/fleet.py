@@ -158,7 +158,7 @@ def setup(shops: dict[str, int], day: date) -> None:
     import pandas as pd
     from tqdm import tqdm
 
-    from mlops_assets import cli
+    import mlops_assets.cli.common as cli
     from mlops_assets.automation.decisions import sync_tenant_partitions
     from mlops_assets.core.lake import files as lake
     from mlops_assets.core.ml.scoring import batch_summary
@@ -240,7 +240,7 @@ def donor_models(tenant_ids: list[str], cutoff: date) -> None:
     import pyarrow as pa
     from tqdm import tqdm
 
-    from mlops_assets import cli
+    import mlops_assets.cli.common as cli
     from mlops_assets.core.lake import files as lake
     from mlops_assets.core.lake.history import history_files, read_orders
     from mlops_assets.core.ml.candidates import promote_candidate, train_candidate
@@ -305,7 +305,7 @@ def donor_models(tenant_ids: list[str], cutoff: date) -> None:
 
 def execute_request(request) -> bool:
     """One run, in this process, as the daemon's run worker would execute it."""
-    from mlops_assets import cli
+    import mlops_assets.cli.common as cli
     from mlops_assets.automation.replay import Automation
     from mlops_assets.definitions import build_defs
     from mlops_assets.settings import Settings
@@ -321,7 +321,7 @@ def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from mlops_assets import cli
+    import mlops_assets.cli.common as cli
     from mlops_assets.automation.batching import tenant_range_request, tenant_ranges
     from mlops_assets.automation.decisions import CYCLES, cycle_requests
 

@@ -147,3 +147,12 @@ def test_demo_reset_never_deletes_a_store_outside_mlops_home(mlops_home, monkeyp
     assert refused.exit_code == 2
     assert "MLOPS_WAREHOUSE_URL points elsewhere" in " ".join(refused.output.split())
     assert (mlops_home / "lake").exists(), "nothing was deleted"
+
+
+def test_db_upgrade_creates_then_keeps_the_warehouse_schema(mlops_home):
+    from mlops_assets.core.warehouse.schema import head_revision
+
+    first = mlops("db", "upgrade")
+    assert first.exit_code == 0 and f"empty -> {head_revision()}" in first.output
+    again = mlops("db", "upgrade")
+    assert again.exit_code == 0 and f"already at revision {head_revision()}" in again.output

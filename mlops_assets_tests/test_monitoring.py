@@ -56,7 +56,7 @@ def _plant_bad_model(settings):
 
 @pytest.fixture(scope="module")
 def calendar(tmp_path_factory):
-    from mlops_assets import cli
+    import mlops_assets.cli.common as cli
     from mlops_assets.core.tenants.registry import Tenant, shopify_settings
     from mlops_assets.settings import Settings
     from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
@@ -95,7 +95,7 @@ def calendar(tmp_path_factory):
                     first_tick[sensor.name] = sensor(context)
                 if sensor is tenant_registry_sensor:
                     instance.add_dynamic_partitions("tenants", [TENANT])
-            automation = cli._automation([TENANT], instance, weekly_retrain=False)
+            automation = cli.build_automation([TENANT], instance, weekly_retrain=False)
             automation.onboard(START + timedelta(days=1))
             onboarded = dict(runs=automation.runs_by_stage(), events=list(_Hooks.events))
             planted = None
