@@ -4,7 +4,7 @@ Both load into the same `predictions` table of a scratch database (primary key a
 place), best of `--repeat`, the table emptied before each try:
 
 - plain COPY (the baseline): the rows already serialized as CSV in memory, one `COPY ... FROM STDIN`;
-- the platform's write (`core.prediction_store.write_partition`, what the warehouse IO manager
+- the platform's write (`core.warehouse.prediction_store.write_partition`, what the warehouse IO manager
   calls): from the scored DataFrame, in one transaction per tenant-day: delete the partition, binary
   COPY, summary row; then one ANALYZE for the run.
 

@@ -7,6 +7,8 @@ every run and UI reload and must stay light (DESIGN.md, "Runs are expensive").
 
 from __future__ import annotations
 
+import importlib
+
 import dagster as dg
 
 from mlops_assets.settings import Settings
@@ -40,10 +42,20 @@ def celery_config_source() -> dict:
     }
 
 
+def _extra(module: str, extra: str, executor: str):
+    """An optional executor's package, or an error that names the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"MLOPS_EXECUTOR={executor} needs {module} (fix: pip install 'mlops-assets[{extra}]')"
+        ) from exc
+
+
 def run_executor(settings: Settings) -> dg.ExecutorDefinition | None:
     """The executor for every job of the code location; None keeps Dagster's default."""
     if settings.executor == "celery":
-        from dagster_celery import celery_executor
+        celery_executor = _extra("dagster_celery", "celery", "celery").celery_executor
 
         return celery_executor.configured(
             {
@@ -53,7 +65,7 @@ def run_executor(settings: Settings) -> dg.ExecutorDefinition | None:
             }
         )
     if settings.executor == "k8s":
-        from dagster_k8s import k8s_job_executor
+        k8s_job_executor = _extra("dagster_k8s", "k8s", "k8s").k8s_job_executor
 
         return k8s_job_executor.configured({"step_k8s_config": {"container_config": {"resources": K8S_STEP_RESOURCES}}})
     return None

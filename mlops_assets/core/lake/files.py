@@ -24,7 +24,7 @@ from mlops_assets.core.tenants.ids import validate_tenant_id
 
 PART_FILE = "part-0.parquet"
 QUARANTINE = "quarantine"
-COMPACTED = "_compacted"  # derived copies for fast reads (core.history); removed with the tenant
+COMPACTED = "_compacted"  # derived copies for fast reads (core.lake.history); removed with the tenant
 
 
 def lake_root(url: str, s3_endpoint_url: str | None = None) -> UPath:

@@ -1,0 +1,1 @@
+"""Features, training data, baselines, models, MLflow tracking, candidates, promotion, reproduction and scoring."""

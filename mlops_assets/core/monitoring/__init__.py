@@ -1,0 +1,1 @@
+"""Drift and realized performance, their thresholds, text charts, and operator events."""

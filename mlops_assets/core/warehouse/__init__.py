@@ -1,0 +1,1 @@
+"""The warehouse database: tables and engines, the Alembic schema, the predictions store."""
