@@ -17,13 +17,13 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RUN_KEY_TAG
 
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RUN_KEY_TAG
 from mlops_assets.core.monitoring.events import OperatorEvent
 from mlops_assets.core.monitoring.performance import retrain_refusal
 from mlops_assets.core.tenants.ids import InvalidTenantId, validate_tenant_id
 from mlops_assets.core.tenants.registry import TenantRegistry
-from mlops_assets.partitions import TENANTS, daily_partitions, tenant_day_key, tenant_partitions
+from mlops_assets.partitions import TENANTS, TenantDayPartitions, tenant_day_key, tenant_partitions
 from mlops_assets.resources import (
     LakeResource,
     ModelRegistryResource,
@@ -144,8 +144,6 @@ def tenant_runs(
 
 
 def _run(job, instance, asset_selection, start: str, end: str, stage: str, console_log_level: str):
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
     return job.execute_in_process(
         instance=instance,
         asset_selection=asset_selection,
@@ -383,14 +381,15 @@ def rollback_requests(instance: dg.DagsterInstance, cursor: int = 0) -> tuple[li
 
 
 def onboarding_requests(
-    instance: dg.DagsterInstance, registry: TenantRegistry, today: date, only: list[str] | None = None
+    instance: dg.DagsterInstance, registry: TenantRegistry, today: date, first_day: date, only: list[str] | None = None
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """The next step of each new tenant: history sweep, the window's days, then the first model at yesterday.
+    """The next step of each new tenant: history sweep, the window's days (from `first_day`), then the first
+    model at yesterday.
 
     A failed step is not retried on its own (its run key is spent): the note names it and the operator
     fixes the cause and runs `mlops backfill`.
     """
-    yesterday, first_day = today - timedelta(days=1), daily_partitions.start.date()
+    yesterday = today - timedelta(days=1)
     partitions, done = set(instance.get_dynamic_partitions(TENANTS)), onboarded_tenants(instance)
     new_tenants = [
         tenant_id
@@ -493,7 +492,7 @@ def roll_back_production(
 ):
     from mlops_assets.core.ml.candidates import set_production
     from mlops_assets.core.ml.tracking import PRODUCTION
-    from mlops_assets.monitoring import reference_snapshot
+    from mlops_assets.core.ml.training_data import stored_holdout_sample
 
     registry, tenant_id = models.registry(), validate_tenant_id(config.tenant_id)
     current = registry.alias_version(tenant_id, PRODUCTION)
@@ -502,12 +501,12 @@ def roll_back_production(
             f"{tenant_id}: production is {current and current.version}, not {config.from_version}; nothing to do"
         )
         return
-    sample = reference_snapshot(
+    sample = stored_holdout_sample(
         lake.root(), tenant_id, registry.version(tenant_id, config.to_version).tags.get("cutoff")
     )
     outcome = set_production(
         registry, tenants.warehouse_url, tenant_id, config.to_version, "rollback", config.reason,
-        "automation:rollback_sensor", sample.head(1000),
+        "automation:rollback_sensor", sample,
     )  # fmt: skip
     if not outcome.promoted:
         raise dg.Failure(f"tenant {tenant_id}: {outcome.reason}", metadata={"tenant": tenant_id})
@@ -551,7 +550,8 @@ def rollback_sensor(context: dg.SensorEvaluationContext):
     description="A new active tenant: history sweep, the window's days, first model and predictions, no human.",
 )  # fmt: skip
 def onboarding_sensor(context: dg.SensorEvaluationContext, tenants: TenantRegistryResource):
-    requests, notes = onboarding_requests(context.instance, tenants.registry(), datetime.now(UTC).date())
+    first_day = TenantDayPartitions.of(context.repository_def).first_day
+    requests, notes = onboarding_requests(context.instance, tenants.registry(), datetime.now(UTC).date(), first_day)
     for note in notes:
         context.log.warning(note)
     return requests or dg.SkipReason("; ".join(notes) or "every active tenant is onboarded")
@@ -577,6 +577,7 @@ class Automation:
         weekly_retrain: bool = True,
     ):
         self.defs, self.instance, self.registry, self.weekly_retrain = defs, instance, registry, weekly_retrain
+        self.first_day = TenantDayPartitions.of(defs).first_day
         self.monitoring = monitoring or MonitoringPolicyResource()
         self.only, self.log_level, self.on_run = only, console_log_level, on_run
         self.cursor = max((r.storage_id for r in _new_records(instance, "realized_performance", 0)), default=0)
@@ -608,7 +609,7 @@ class Automation:
 
     def onboard(self, today: date) -> None:
         while True:
-            requests, notes = onboarding_requests(self.instance, self.registry, today, self.only)
+            requests, notes = onboarding_requests(self.instance, self.registry, today, self.first_day, self.only)
             self.notes += notes
             if not self.execute(requests):
                 return

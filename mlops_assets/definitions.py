@@ -1,4 +1,8 @@
-"""The one place where the code location is assembled."""
+"""The one place where the code location is assembled.
+
+`defs` is built when Dagster loads the code location (`@dg.definitions`), not when this module is
+imported: the settings, and with them the partition window, are read once, then.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import dagster as dg
 from mlops_assets import automation, features, ingestion, monitoring, predictions, training
 from mlops_assets.executors import run_executor
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
+from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.resources import (
     LakeResource,
     ModelPolicyResource,
@@ -30,19 +35,12 @@ def build_defs(settings: Settings) -> dg.Definitions:
     lake_url = _from_env("MLOPS_LAKE_URL", settings.lake_url)
     warehouse_url = _from_env("MLOPS_WAREHOUSE_URL", settings.warehouse_url)
     endpoint = _from_env("MLOPS_S3_ENDPOINT_URL", settings.s3_endpoint_url)
+    partitions = TenantDayPartitions.from_settings(settings)
     return dg.Definitions(
         assets=[
-            ingestion.raw_orders,
-            ingestion.raw_customers,
-            ingestion.raw_orders_history,
-            ingestion.raw_customers_history,
-            features.customer_features,
-            training.training_set,
-            training.candidate_model,
-            training.production_model,
-            predictions.predictions,
-            monitoring.drift_report,
-            monitoring.realized_performance,
+            asset
+            for stage in (ingestion, features, training, predictions, monitoring)
+            for asset in stage.build_assets(partitions)
         ],
         jobs=[
             automation.daily_cycle_job,
@@ -77,4 +75,6 @@ def build_defs(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_defs(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_defs(Settings.from_env())
