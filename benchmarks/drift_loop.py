@@ -29,12 +29,13 @@ def run_seed(seed: int) -> dict:
 
     import mlops_assets.cli.common as cli
     from mlops_assets.core.tenants.registry import Tenant, shopify_settings
-    from mlops_assets.partitions import daily_partitions
+    from mlops_assets.definitions import defs
+    from mlops_assets.partitions import TenantDayPartitions
     from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
     from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
 
-    first = date.fromisoformat(daily_partitions.get_first_partition_key())
-    last = date.fromisoformat(daily_partitions.get_last_partition_key())
+    window = TenantDayPartitions.of(defs())
+    first, last = window.first_day, window.last_day
     drift_day, tenant = first + timedelta(days=2), "loop"
     spec = ShopSpec(
         tenant, customers=2000, seed=seed, end=last, history_days=450,

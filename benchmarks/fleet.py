@@ -166,14 +166,14 @@ def setup(shops: dict[str, int], day: date) -> None:
     from mlops_assets.core.sources.records import SCHEMAS, to_frame
     from mlops_assets.core.tenants.registry import Tenant, shopify_settings
     from mlops_assets.core.warehouse.prediction_store import write_partition
-    from mlops_assets.partitions import daily_partitions
+    from mlops_assets.partitions import TenantDayPartitions
     from mlops_assets.settings import Settings
     from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
     settings = Settings.from_env()
     root = lake.lake_root(settings.lake_url, settings.s3_endpoint_url)
     registry = cli.registry()
-    window_start = daily_partitions.start.date()
+    window_start = TenantDayPartitions.from_settings(settings).first_day
     predicted_on = day - timedelta(days=HORIZON)
 
     def store(item: tuple[int, tuple[str, int]]) -> None:

@@ -18,13 +18,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
-from mlops_assets.ingestion import raw_customers, raw_orders
+from mlops_assets.definitions import defs
+from mlops_assets.ingestion import raw_asset
 from mlops_assets.io_managers import LakeIOManager
-from mlops_assets.partitions import TENANTS, daily_partitions
+from mlops_assets.partitions import TENANTS, TenantDayPartitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 from mlops_assets.sim.shop_emulator import EmulatedShop, Faults, LeakyBucket, ShopApiEmulator
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
@@ -33,7 +34,7 @@ TOKEN = "shpat_benchmark"
 
 
 def backfill(
-    shop, work: Path, label: str, faults: Faults, bucket: tuple[int, float], page_limit: int, days: list[date]
+    shop, work: Path, label: str, faults: Faults, bucket: tuple[int, float], page_limit: int, days: list[date], assets
 ):
     emulator = ShopApiEmulator({"bench": EmulatedShop(shop, TOKEN, LeakyBucket(*bucket))}, faults=faults).start()
     try:
@@ -53,7 +54,7 @@ def backfill(
         instance.add_dynamic_partitions(TENANTS, ["bench"])
         started = time.perf_counter()
         result = dg.materialize(
-            [raw_orders, raw_customers],
+            assets,
             instance=instance,
             resources={
                 "lake": LakeResource(url=lake_url),
@@ -108,14 +109,16 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ["BENCH_TOKEN"] = TOKEN
-    last = date.fromisoformat(daily_partitions.get_last_partition_key())
+    partitions = TenantDayPartitions.of(defs())
+    assets = [raw_asset(resource, partitions) for resource in ("orders", "customers")]
+    last = partitions.last_day
     days = [last - timedelta(days=k) for k in range(args.days - 1, -1, -1)]
     shop = SyntheticShop(
         ShopSpec("bench", customers=args.customers, seed=11, end=last, history_days=400, timezone="America/Chicago")
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        clean = backfill(shop, work, "clean", Faults(), (10_000, 10_000.0), args.page_limit, days)
+        clean = backfill(shop, work, "clean", Faults(), (10_000, 10_000.0), args.page_limit, days, assets)
         faulty = backfill(
             shop,
             work,
@@ -124,6 +127,7 @@ def main() -> None:
             (args.capacity, args.leak),
             args.page_limit,
             days,
+            assets,
         )
     allowed = args.capacity + args.leak * faulty["elapsed"]
     print(

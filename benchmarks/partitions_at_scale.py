@@ -623,7 +623,7 @@ def automation_figures(instance, warehouse_url: str, fleet: Fleet, partitions: i
         ("tenant_registry_sensor, in step", lambda: tenant_registry_sensor(context), lambda r: type(r).__name__),
         (
             "onboarding_sensor, everyone onboarded",
-            lambda: onboarding_requests(instance, registry, yesterday + timedelta(days=1)),
+            lambda: onboarding_requests(instance, registry, yesterday + timedelta(days=1), fleet.days[0]),
             lambda r: f"{len(r[0])} request(s)",
         ),
         (
@@ -679,7 +679,7 @@ def onboarding_figures(
         Figure("tenant_registry_sensor, whole fleet new", partitions, sensor, None, f"{added} to add"),
         Figure("daemon applies the add request (add_dynamic_partitions)", partitions, apply),
     ]
-    cold, warm, (requests_, _) = cold_and_warm(lambda: onboarding_requests(instance, registry, today))
+    cold, warm, (requests_, _) = cold_and_warm(lambda: onboarding_requests(instance, registry, today, window[0]))
     figures.append(
         Figure(
             "onboarding_sensor, nobody onboarded yet",
@@ -694,7 +694,7 @@ def onboarding_figures(
         Seeder.run_time(window[0]),
         [{ONBOARDING_TAG: t, TENANT_TAG: t, STAGE_TAG: "history"} for t in tenants],
     )
-    cold, warm, (requests_, _) = cold_and_warm(lambda: onboarding_requests(instance, registry, today))
+    cold, warm, (requests_, _) = cold_and_warm(lambda: onboarding_requests(instance, registry, today, window[0]))
     figures.append(
         Figure(
             "onboarding_sensor, history swept, days next",
@@ -714,9 +714,10 @@ def scenario(tenant_count: int, args: argparse.Namespace, documents: dict) -> di
 
     from mlops_assets.automation.jobs import DAILY_ASSETS
     from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
-    from mlops_assets.partitions import TENANTS, daily_partitions
+    from mlops_assets.definitions import defs
+    from mlops_assets.partitions import TENANTS, TenantDayPartitions
 
-    window = [date.fromisoformat(key) for key in daily_partitions.get_partition_keys()]
+    window = [date.fromisoformat(key) for key in TenantDayPartitions.of(defs()).daily.get_partition_keys()]
     assert len(window) == args.window_days, (len(window), args.window_days)
     tenants = [f"shop-{k:04d}" for k in range(tenant_count)]
     partitions = tenant_count * args.window_days
@@ -812,7 +813,7 @@ def main() -> None:
     parser.add_argument("--database", default="bench_partitions")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
-    os.environ["MLOPS_PARTITION_WINDOW_DAYS"] = str(args.window_days)  # read when mlops_assets is imported
+    os.environ["MLOPS_PARTITION_WINDOW_DAYS"] = str(args.window_days)  # read when the definitions are built
     from mlops_assets.automation.jobs import DAILY_ASSETS
 
     args.daily_assets = args.daily_assets or DAILY_ASSETS

@@ -1,4 +1,8 @@
-"""The one place where the code location is assembled."""
+"""The one place where the code location is assembled.
+
+`defs` is built when Dagster loads the code location (`@dg.definitions`), not when this module is
+imported: the settings, and with them the partition window, are read once, then.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from mlops_assets import features, ingestion, monitoring, predictions, training
 from mlops_assets.automation import jobs, schedules, sensors
 from mlops_assets.executors import run_executor
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
+from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.resources import (
     LakeResource,
     ModelPolicyResource,
@@ -28,19 +33,12 @@ def build_defs(settings: Settings) -> dg.Definitions:
 
     lake_url, warehouse_url = configured("lake_url"), configured("warehouse_url")
     endpoint = configured("s3_endpoint_url")
+    partitions = TenantDayPartitions.from_settings(settings)
     return dg.Definitions(
         assets=[
-            ingestion.raw_orders,
-            ingestion.raw_customers,
-            ingestion.raw_orders_history,
-            ingestion.raw_customers_history,
-            features.customer_features,
-            training.training_set,
-            training.candidate_model,
-            training.production_model,
-            predictions.predictions,
-            monitoring.drift_report,
-            monitoring.realized_performance,
+            asset
+            for stage in (ingestion, features, training, predictions, monitoring)
+            for asset in stage.build_assets(partitions)
         ],
         jobs=[
             jobs.daily_cycle_job,
@@ -75,4 +73,6 @@ def build_defs(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_defs(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_defs(Settings.from_env())

@@ -7,18 +7,17 @@ written whole, with its own rows, path and content digest (the data version) in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 from upath import UPath
 
+from mlops_assets.batching import add_partition_metadata, by_partition, one_or_many
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.ml.scoring import batch_summary
 from mlops_assets.core.sources.records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
 from mlops_assets.core.warehouse.prediction_store import read_partition, refresh_statistics, write_partition
-from mlops_assets.partitions import add_partition_metadata, tenant_and_day
+from mlops_assets.partitions import tenant_and_day
 
 LAKE_SCHEMAS: dict[str, pa.Schema] = {"raw_orders": ORDERS_SCHEMA, "raw_customers": CUSTOMERS_SCHEMA}
 
@@ -77,14 +76,7 @@ class LakeIOManager(dg.ConfigurableIOManagerFactory):
 
 def _frames_by_partition(context: dg.OutputContext, obj) -> dict[str, pd.DataFrame]:
     keys = context.asset_partition_keys if context.has_asset_partitions else []
-    if len(keys) == 1:
-        return {keys[0]: obj}
-    if not isinstance(obj, Mapping) or set(obj) != set(keys):
-        raise dg.DagsterInvariantViolationError(
-            f"{context.asset_key.to_user_string()}: a run over {len(keys)} partitions must return a dict with one "
-            "frame per partition key"
-        )
-    return dict(obj)
+    return by_partition(keys, obj, context.asset_key.to_user_string())
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):
@@ -110,5 +102,4 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext):
         keys = context.asset_partition_keys
-        frames = {key: read_partition(self.warehouse_url, *tenant_and_day(key)) for key in keys}
-        return frames[keys[0]] if len(keys) == 1 else frames
+        return one_or_many(keys, {key: read_partition(self.warehouse_url, *tenant_and_day(key)) for key in keys})

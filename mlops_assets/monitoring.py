@@ -5,23 +5,19 @@ rollback sensors in automation.py read the per-partition metadata these assets w
 `regressed`), since a check result covers a whole run of many tenant-days.
 """
 
+import functools
 from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.batching import Batch, Check, Partition
 from mlops_assets.core.lake.files import partition_path, read_frame, write_atomic
+from mlops_assets.core.ml.training_data import stored_holdout_sample
 from mlops_assets.core.monitoring.events import OperatorEvent
 from mlops_assets.core.warehouse.prediction_store import record_monitoring
 from mlops_assets.ingestion import HISTORY_DEPS
-from mlops_assets.partitions import (
-    SAME_TENANT_ANY_DAY,
-    add_partition_metadata,
-    batch_check_result,
-    log_progress,
-    tenant_and_day,
-    tenant_day_asset,
-)
+from mlops_assets.partitions import SAME_TENANT_ANY_DAY, TenantDayPartitions
 from mlops_assets.resources import (
     LakeResource,
     ModelRegistryResource,
@@ -36,6 +32,29 @@ REALIZED_COLUMNS = [
     "tenant_id", "as_of_date", "predicted_on", "model_version", "customers", "positives", "base_rate", "auc", "brier",
     "top_decile_precision", "holdout_auc", "predecessor_version", "predecessor_auc",
 ]  # fmt: skip
+DRIFT_CHECKS = [
+    Check(
+        "feature_drift",
+        "Share of features whose normed Wasserstein distance to the model's reference reaches the threshold stays "
+        "below the tenant's limit",
+    ),
+    Check(
+        "prediction_drift",
+        "PSI of the day's scores against the model's scores on its reference stays below the limit",
+    ),
+]
+PERFORMANCE_CHECKS = [
+    Check(
+        "performance_floor",
+        "Realized AUC of the predictions made H days earlier is above the floor and not far below the model's "
+        "holdout AUC",
+    ),
+    Check(
+        "beats_predecessor",
+        "A newly promoted version does at least as well as the version it replaced, on the same customers and "
+        "outcomes (else: automatic rollback)",
+    ),
+]
 
 
 def _report_path(root, tenant_id: str, day):
@@ -48,10 +67,9 @@ def reference_snapshot(root, tenant_id: str, cutoff: str | None) -> pd.DataFrame
         path = partition_path(root, "customer_features", tenant_id, cutoff)
         if path.exists():
             return read_frame(path)
-        training = partition_path(root, "training_set", tenant_id, cutoff)
-        if training.exists():
-            frame = read_frame(training)
-            return frame.loc[frame["split"] == "holdout"].reset_index(drop=True)
+        holdout = stored_holdout_sample(root, tenant_id, cutoff)
+        if holdout is not None:
+            return holdout
     raise dg.Failure(
         f"tenant {tenant_id}: no drift reference for the model trained at cutoff {cutoff} (neither "
         f"customer_features nor training_set of that day is in the lake; fix: retrain the tenant)",
@@ -84,27 +102,6 @@ def scored_reference(
     return reference.assign(**{PREDICTION: model.predict(reference)}), cutoff
 
 
-@dg.asset(
-    **tenant_day_asset(GROUP),
-    kinds={"evidently", "parquet"},
-    ins={"customer_features": dg.AssetIn(), "predictions": dg.AssetIn()},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "feature_drift",
-            asset="drift_report",
-            description="Share of features whose normed Wasserstein distance to the model's reference reaches the "
-            "threshold stays below the tenant's limit",
-        ),
-        dg.AssetCheckSpec(
-            "prediction_drift",
-            asset="drift_report",
-            description="PSI of the day's scores against the model's scores on its reference stays below the limit",
-        ),
-    ],
-    description="Evidently data drift of the day's feature snapshot and scores against the reference kept with the "
-    "model that scored them (its training cutoff's snapshot); per-feature scores in metadata, and on alarm days "
-    "Evidently's HTML report in the lake (`report`).",
-)
 def drift_report(
     context: dg.AssetExecutionContext,
     customer_features,
@@ -118,32 +115,29 @@ def drift_report(
     from mlops_assets.core.monitoring.charts import score_histogram_markdown
     from mlops_assets.core.monitoring.drift import PREDICTION, drift_report_html, measure_drift
 
-    keys = context.partition_keys
-    snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}
-    scored = predictions if len(keys) > 1 else {keys[0]: predictions}
     root, registry, model_registry = lake.root(), tenants.registry(), models.registry()
-    references, frames = {}, {}
-    failures: dict[str, list[str]] = {"feature_drift": [], "prediction_drift": []}
-    for position, key in enumerate(keys, start=1):
-        tenant_id, day = tenant_and_day(key)
-        tenant, rows = registry.get(tenant_id), scored[key]
+    batch = Batch(context, DRIFT_CHECKS)
+    snapshots, scored = batch.inputs(customer_features), batch.inputs(predictions)
+
+    @functools.cache
+    def reference(tenant_id: str, version: str) -> tuple[pd.DataFrame, str]:
+        return scored_reference(root, tenants.warehouse_url, model_registry, tenant_id, version)
+
+    def measure(part: Partition) -> pd.DataFrame:
+        tenant_id, day, rows = part.tenant_id, part.day, scored[part.key]
         if rows.empty:
             raise dg.Failure(f"tenant {tenant_id} {day}: no predictions to compare (fix: materialize predictions)")
-        version = str(rows["model_version"].iloc[0])
-        if (tenant_id, version) not in references:
-            references[(tenant_id, version)] = scored_reference(
-                root, tenants.warehouse_url, model_registry, tenant_id, version
-            )
-        reference, cutoff = references[(tenant_id, version)]
-        current = snapshots[key].merge(rows[["customer_id", PREDICTION]], on="customer_id", validate="one_to_one")
+        tenant, version = registry.get(tenant_id), str(rows["model_version"].iloc[0])
+        reference_rows, cutoff = reference(tenant_id, version)
+        current = snapshots[part.key].merge(rows[["customer_id", PREDICTION]], on="customer_id", validate="one_to_one")
         thresholds = monitoring.thresholds(tenant)
-        result = measure_drift(reference, current, thresholds)
+        result = measure_drift(reference_rows, current, thresholds)
         problems = result.problems(thresholds)
         path = _report_path(root, tenant_id, day)
         if problems:
-            write_atomic(path, drift_report_html(reference, current, thresholds).encode())
-        for name, problem in problems.items():
-            failures[name].append(f"{key}: {problem}")
+            write_atomic(path, drift_report_html(reference_rows, current, thresholds).encode())
+        for check in DRIFT_CHECKS:
+            part.check(check.name, problems.get(check.name))
         delivery = "none"
         if problems:
             delivery = webhook.announce(
@@ -153,9 +147,7 @@ def drift_report(
                     {"model_version": version, "report": str(path), **{k: True for k in problems}},
                 ),
             )  # fmt: skip
-        add_partition_metadata(
-            context,
-            key,
+        part.add_metadata(
             {
                 "tenant": tenant_id,
                 "model_version": version,
@@ -172,27 +164,27 @@ def drift_report(
                 **({"report": dg.MetadataValue.path(str(path))} if problems else {}),
                 "scores": dg.MetadataValue.md(
                     score_histogram_markdown(
-                        reference[PREDICTION].to_numpy(), current[PREDICTION].to_numpy(), f"{tenant_id} {day} scores"
+                        reference_rows[PREDICTION].to_numpy(),
+                        current[PREDICTION].to_numpy(),
+                        f"{tenant_id} {day} scores",
                     )
                 ),
-            },
+            }
         )
         record_monitoring(
             tenants.warehouse_url, tenant_id, day, model_version=version, reference_day=str(cutoff),
             drifted_share=result.drifted_share, drifted_features=", ".join(result.drifted_features),
             prediction_psi=result.prediction_psi, drift_alarms=", ".join(problems) or "none",
         )  # fmt: skip
-        frames[key] = result.frame()
-        log_progress(
-            context, position, len(keys),
+        part.log(
             f"{tenant_id} {day}: drifted share {result.drifted_share:.2f}, score PSI {result.prediction_psi:.3f}"
             f"{'; ' + '; '.join(problems.values()) if problems else ''}",
             notable=bool(problems),
-        )  # fmt: skip
-    yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
-    warn = dg.AssetCheckSeverity.WARN
-    yield batch_check_result("feature_drift", failures["feature_drift"], len(keys), "no feature drift", warn)
-    yield batch_check_result("prediction_drift", failures["prediction_drift"], len(keys), "no score drift", warn)
+        )
+        return result.frame()
+
+    batch.run(measure)
+    yield from batch.results()
 
 
 def _trend(reader, tenant_id: str, day: date, days: int = 60) -> tuple[list[str], dict[str, list[float]]]:
@@ -207,27 +199,6 @@ def _trend(reader, tenant_id: str, day: date, days: int = 60) -> tuple[list[str]
     }
 
 
-@dg.asset(
-    **tenant_day_asset(GROUP),
-    kinds={"python", "parquet"},
-    deps=[*HISTORY_DEPS, dg.AssetDep("predictions", partition_mapping=SAME_TENANT_ANY_DAY)],
-    check_specs=[
-        dg.AssetCheckSpec(
-            "performance_floor",
-            asset="realized_performance",
-            description="Realized AUC of the predictions made H days earlier is above the floor and not far below "
-            "the model's holdout AUC",
-        ),
-        dg.AssetCheckSpec(
-            "beats_predecessor",
-            asset="realized_performance",
-            description="A newly promoted version does at least as well as the version it replaced, on the same "
-            "customers and outcomes (else: automatic rollback)",
-        ),
-    ],
-    description="Once labels mature: AUC, Brier and top-decile precision of the predictions made H days before this "
-    "day against what customers did; during probation also of the replaced version on the same snapshot.",
-)
 def realized_performance(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
@@ -244,22 +215,18 @@ def realized_performance(
     from mlops_assets.core.monitoring.performance import performance_problem, realized_metrics, regressed
     from mlops_assets.core.warehouse.prediction_store import PredictionReader, read_partition
 
-    keys = context.partition_keys
     root, registry, warehouse = lake.root(), tenants.registry(), tenants.warehouse_url
     log, reader, model_registry = PromotionLog(warehouse), PredictionReader(warehouse), models.registry()
-    frames = {}
-    failures: dict[str, list[str]] = {"performance_floor": [], "beats_predecessor": []}
-    for position, key in enumerate(keys, start=1):
-        tenant_id, day = tenant_and_day(key)
-        tenant = registry.get(tenant_id)
+
+    def evaluate(part: Partition) -> pd.DataFrame:
+        tenant_id, day, tenant = part.tenant_id, part.day, registry.get(part.tenant_id)
         thresholds, predicted_on = monitoring.thresholds(tenant), day - timedelta(days=tenant.horizon_days)
         scored = read_partition(warehouse, tenant_id, predicted_on)
         files = history_files(root, tenant_id, through=day)
         if scored.empty or files.through is None or files.through < day:
             reason = f"no predictions on {predicted_on}" if scored.empty else f"orders only through {files.through}"
-            add_partition_metadata(context, key, {"tenant": tenant_id, "status": f"not evaluated: {reason}"})
-            frames[key] = pd.DataFrame(columns=REALIZED_COLUMNS)
-            continue
+            part.add_metadata({"tenant": tenant_id, "status": f"not evaluated: {reason}"})
+            return pd.DataFrame(columns=REALIZED_COLUMNS)
         ordered = labels(read_orders(files), predicted_on, tenant.timezone, tenant.horizon_days)
         outcome = scored["customer_id"].isin(ordered.index).to_numpy()
         metrics = realized_metrics(scored["repurchase_probability"].to_numpy(float), outcome)
@@ -273,17 +240,17 @@ def realized_performance(
             replaced = load_served_model(model_registry, tenant_id, predecessor)
             snapshot = read_frame(partition_path(root, "customer_features", tenant_id, predicted_on))
             snapshot = snapshot.set_index("customer_id").loc[scored["customer_id"]].reset_index()
-            previous = realized_metrics(replaced.predict(snapshot), outcome)
-            predecessor_auc = previous["auc"]
+            predecessor_auc = realized_metrics(replaced.predict(snapshot), outcome)["auc"]
         problem = performance_problem(metrics["auc"], holdout_auc, thresholds)
         regression = regressed(metrics["auc"], predecessor_auc, thresholds)
-        if problem:
-            failures["performance_floor"].append(f"{key}: {problem}")
-        if regression:
-            failures["beats_predecessor"].append(
-                f"{key}: version {version} realized AUC {metrics['auc']:.3f} < version {predecessor} "
-                f"{predecessor_auc:.3f} on the same customers"
-            )
+        part.check("performance_floor", problem)
+        part.check(
+            "beats_predecessor",
+            f"version {version} realized AUC {metrics['auc']:.3f} < version {predecessor} {predecessor_auc:.3f} on "
+            "the same customers"
+            if regression
+            else None,
+        )
         delivery = "none"
         if problem:
             delivery = webhook.announce(
@@ -298,9 +265,7 @@ def realized_performance(
             **{k: metrics[k] for k in ("customers", "positives", "base_rate", "auc", "brier", "top_decile_precision")},
             "holdout_auc": holdout_auc, "predecessor_version": predecessor, "predecessor_auc": predecessor_auc,
         }  # fmt: skip
-        add_partition_metadata(
-            context,
-            key,
+        part.add_metadata(
             {
                 "tenant": tenant_id,
                 "status": "evaluated",
@@ -328,25 +293,43 @@ def realized_performance(
                         f"{tenant_id}: realized AUC of predictions made {tenant.horizon_days} days earlier",
                     )
                 ),
-            },
+            }
         )
         record_monitoring(
             warehouse, tenant_id, day, predicted_on=predicted_on, realized_model_version=version,
             realized_auc=metrics["auc"], realized_brier=metrics["brier"],
             top_decile_precision=metrics["top_decile_precision"], holdout_auc=holdout_auc,
         )  # fmt: skip
-        frames[key] = pd.DataFrame([row], columns=REALIZED_COLUMNS)
-        log_progress(
-            context, position, len(keys),
+        part.log(
             f"{tenant_id} {day}: predictions of {predicted_on} by v{version}: realized AUC {metrics['auc']:.3f} "
             f"(holdout {holdout_auc:.3f}){f', v{predecessor} {predecessor_auc:.3f}' if predecessor else ''}",
             notable=bool(problem or regression),
-        )  # fmt: skip
-    yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
-    warn = dg.AssetCheckSeverity.WARN
-    yield batch_check_result(
-        "performance_floor", failures["performance_floor"], len(keys), "realized AUC above the floor", warn
-    )
-    yield batch_check_result(
-        "beats_predecessor", failures["beats_predecessor"], len(keys), "no promoted version regressed", warn
-    )
+        )
+        return pd.DataFrame([row], columns=REALIZED_COLUMNS)
+
+    batch = Batch(context, PERFORMANCE_CHECKS)
+    batch.run(evaluate)
+    yield from batch.results()
+
+
+def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:
+    return [
+        dg.asset(
+            **partitions.asset(GROUP),
+            kinds={"evidently", "parquet"},
+            ins={"customer_features": dg.AssetIn(), "predictions": dg.AssetIn()},
+            check_specs=[check.spec("drift_report") for check in DRIFT_CHECKS],
+            description="Evidently data drift of the day's feature snapshot and scores against the reference kept "
+            "with the model that scored them (its training cutoff's snapshot); per-feature scores in metadata, and "
+            "on alarm days Evidently's HTML report in the lake (`report`).",
+        )(drift_report),
+        dg.asset(
+            **partitions.asset(GROUP),
+            kinds={"python", "parquet"},
+            deps=[*HISTORY_DEPS, dg.AssetDep("predictions", partition_mapping=SAME_TENANT_ANY_DAY)],
+            check_specs=[check.spec("realized_performance") for check in PERFORMANCE_CHECKS],
+            description="Once labels mature: AUC, Brier and top-decile precision of the predictions made H days "
+            "before this day against what customers did; during probation also of the replaced version on the "
+            "same snapshot.",
+        )(realized_performance),
+    ]

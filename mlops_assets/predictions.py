@@ -5,41 +5,24 @@ anything is written: a failing tenant-day fails the run and leaves the warehouse
 Storage is the warehouse IO manager's business (PostgreSQL COPY or SQLite), not this module's.
 """
 
+import functools
 from datetime import UTC, datetime
 
 import dagster as dg
+import pandas as pd
 
-from mlops_assets.partitions import (
-    SAME_TENANT_ANY_DAY,
-    add_partition_metadata,
-    batch_check_result,
-    log_progress,
-    tenant_and_day,
-    tenant_day_asset,
-)
+from mlops_assets.batching import NAMED_FAILURES, Batch, Check, Partition
+from mlops_assets.partitions import SAME_TENANT_ANY_DAY, TenantDayPartitions
 from mlops_assets.resources import ModelPolicyResource, ModelRegistryResource
 
-CHECKS = {
-    "row_count_matches_snapshot": "One row per customer of the day's feature snapshot",
-    "probabilities_in_range": "Every probability in [0, 1]",
-    "no_nan": "No NaN probability",
-    "model_recorded": "Every row names the model version that scored it",
-}
+CHECKS = [
+    Check("row_count_matches_snapshot", "One row per customer of the day's feature snapshot", blocking=True),
+    Check("probabilities_in_range", "Every probability in [0, 1]", blocking=True),
+    Check("no_nan", "No NaN probability", blocking=True),
+    Check("model_recorded", "Every row names the model version that scored it", blocking=True),
+]
 
 
-@dg.asset(
-    **tenant_day_asset("predictions", io_manager_key="warehouse_io_manager"),
-    kinds={"lightgbm", "sql"},
-    ins={"customer_features": dg.AssetIn()},
-    # The production alias may point at a model trained at any cutoff of the same tenant.
-    deps=[dg.AssetDep("production_model", partition_mapping=SAME_TENANT_ANY_DAY)],
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="predictions", blocking=True, description=description)
-        for name, description in CHECKS.items()
-    ],
-    description="Per customer: probability of ordering again within the tenant's horizon, churn-risk band, rank, "
-    "percentile and top reasons, from the `production` model; one warehouse partition per tenant-day.",
-)
 def predictions(
     context: dg.AssetExecutionContext,
     customer_features,
@@ -48,44 +31,59 @@ def predictions(
 ):
     from mlops_assets.core.ml.scoring import NoProductionModel, load_served_model, prediction_problems, score_snapshot
 
-    keys = context.partition_keys
-    snapshots = customer_features if len(keys) > 1 else {keys[0]: customer_features}
-    registry, served, frames = models.registry(), {}, {}
-    failures: dict[str, list[str]] = {name: [] for name in CHECKS}
-    created_at = datetime.now(UTC)
-    for position, key in enumerate(keys, start=1):
-        tenant_id, day = tenant_and_day(key)
-        if tenant_id not in served:
-            try:
-                served[tenant_id] = load_served_model(registry, tenant_id)
-            except NoProductionModel as exc:
-                raise dg.Failure(str(exc), metadata={"tenant": tenant_id}) from exc
-        model, snapshot = served[tenant_id], snapshots[key]
-        digest = snapshot.attrs.get("digest", "unknown")
-        frame = score_snapshot(model, snapshot, day, str(digest), context.run.run_id, created_at, policy.bands())
-        for name, problem in prediction_problems(frame, len(snapshot)).items():
-            failures[name].append(f"{key}: {problem}")
-        add_partition_metadata(
-            context,
-            key,
+    registry, created_at = models.registry(), datetime.now(UTC)
+    batch = Batch(context, CHECKS)
+    snapshots = batch.inputs(customer_features)
+
+    @functools.cache
+    def served(tenant_id: str):
+        try:
+            return load_served_model(registry, tenant_id)
+        except NoProductionModel as exc:
+            raise dg.Failure(str(exc), metadata={"tenant": tenant_id}) from exc
+
+    def score(part: Partition) -> pd.DataFrame:
+        model, snapshot = served(part.tenant_id), snapshots[part.key]
+        digest = str(snapshot.attrs.get("digest", "unknown"))
+        frame = score_snapshot(model, snapshot, part.day, digest, context.run.run_id, created_at, policy.bands())
+        problems = prediction_problems(frame, len(snapshot))
+        for check in CHECKS:
+            part.check(check.name, problems.get(check.name))
+        part.add_metadata(
             {
-                "tenant": tenant_id,
+                "tenant": part.tenant_id,
                 "customers": len(frame),
                 "model_version": model.version,
                 "model_kind": model.kind,
-                "feature_version": str(digest),
+                "feature_version": digest,
                 **{f"risk_{band}": int((frame["risk_band"] == band).sum()) for band in ("high", "medium", "low")},
-            },
+            }
         )
-        frames[key] = frame
-        log_progress(context, position, len(keys), f"{tenant_id} {day}: {len(frame)} customers, model v{model.version}")
-    for name, failed in failures.items():
-        yield batch_check_result(name, failed, len(keys), CHECKS[name])
-    failed = {name: entries for name, entries in failures.items() if entries}
+        part.log(f"{part.tenant_id} {part.day}: {len(frame)} customers, model v{model.version}")
+        return frame
+
+    batch.run(score)
+    yield from batch.check_results()
+    failed = batch.failures()
     if failed:
         first = next(iter(failed.values()))[0]
         raise dg.Failure(
             f"predictions gates {', '.join(failed)} failed, nothing written; first: {first}",
-            metadata={name: entries[:50] for name, entries in failed.items()},
+            metadata={name: entries[:NAMED_FAILURES] for name, entries in failed.items()},
         )
-    yield dg.Output(frames if len(keys) > 1 else frames[keys[0]])
+    yield batch.output()
+
+
+def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:
+    return [
+        dg.asset(
+            **partitions.asset("predictions", io_manager_key="warehouse_io_manager"),
+            kinds={"lightgbm", "sql"},
+            ins={"customer_features": dg.AssetIn()},
+            # The production alias may point at a model trained at any cutoff of the same tenant.
+            deps=[dg.AssetDep("production_model", partition_mapping=SAME_TENANT_ANY_DAY)],
+            check_specs=[check.spec("predictions") for check in CHECKS],
+            description="Per customer: probability of ordering again within the tenant's horizon, churn-risk band, "
+            "rank, percentile and top reasons, from the `production` model; one warehouse partition per tenant-day.",
+        )(predictions)
+    ]

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# A short rolling window keeps end-to-end tests quick (read when mlops_assets.partitions is imported).
+# A short rolling window keeps end-to-end tests quick (read when the definitions are built).
 os.environ.setdefault("MLOPS_PARTITION_WINDOW_DAYS", "14")
 
 from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, free_port, write_history  # noqa: E402

@@ -8,6 +8,8 @@ import dagster as dg
 from mlops_assets.definitions import defs
 from mlops_assets_tests.helpers import EXPECTED_CHECKS
 
+DEFS = defs()
+
 TENANT_DAY, TENANT = "tenant x date", "tenant"
 EXPECTED_ASSETS = {
     # name: (group, partitioning, parents)
@@ -37,7 +39,7 @@ def partitioning(partitions_def) -> str:
 
 
 def test_asset_graph_snapshot():
-    graph = defs.resolve_asset_graph()
+    graph = DEFS.resolve_asset_graph()
     found = {}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -48,7 +50,7 @@ def test_asset_graph_snapshot():
 
 
 def test_checks_snapshot():
-    graph = defs.resolve_asset_graph()
+    graph = DEFS.resolve_asset_graph()
     found = {}
     for check_key in graph.asset_check_keys:
         spec = graph.get_check_spec(check_key)
@@ -57,7 +59,7 @@ def test_checks_snapshot():
 
 
 def test_resources_and_sensors():
-    assert set(defs.resources) >= {
+    assert set(DEFS.resources) >= {
         "lake",
         "lake_io_manager",
         "warehouse_io_manager",
@@ -68,18 +70,18 @@ def test_resources_and_sensors():
         "monitoring",
         "webhook",
     }
-    assert {sensor.name for sensor in defs.sensors} == {
+    assert {sensor.name for sensor in DEFS.sensors} == {
         "tenant_registry_sensor", "onboarding_sensor", "drift_retrain_sensor", "rollback_sensor",
     }  # fmt: skip
-    assert {schedule.name: schedule.cron_schedule for schedule in defs.schedules} == {
+    assert {schedule.name: schedule.cron_schedule for schedule in DEFS.schedules} == {
         "daily_cycle_schedule": "0 11 * * *",
         "weekly_retrain_schedule": "0 13 * * 0",
     }
-    repository = defs.get_repository_def()
+    repository = DEFS.get_repository_def()
     assert {job.name for job in repository.get_all_jobs()} >= {
         "daily_cycle", "retrain", "ingest_days", "ingest_history", "rollback",
     }  # fmt: skip
-    defs.validate_loadable(defs)
+    dg.Definitions.validate_loadable(DEFS)
 
 
 def test_code_location_load_stays_light():
@@ -90,6 +92,6 @@ def test_code_location_load_stays_light():
     import sys
 
     heavy = ("mlflow", "lightgbm", "sklearn", "evidently", "matplotlib", "celery", "dagster_celery", "kubernetes")
-    probe = f"import sys, mlops_assets.definitions; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    probe = f"import sys, mlops_assets.definitions as d; d.defs(); print(sorted(set({heavy!r}) & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

@@ -1,23 +1,26 @@
 """The ingestion assets run by Dagster against the emulator, into a local or S3 lake."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
-from mlops_assets.ingestion import raw_customers, raw_orders
+from mlops_assets.definitions import defs
+from mlops_assets.ingestion import raw_asset
 from mlops_assets.io_managers import LakeIOManager
-from mlops_assets.partitions import TENANTS, daily_partitions
+from mlops_assets.partitions import TENANTS, TenantDayPartitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 from mlops_assets.sim.shop_emulator import Faults
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 from mlops_assets_tests.helpers import lake_digests
 
-LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
+PARTITIONS = TenantDayPartitions.of(defs())
+RAW_ASSETS = [raw_asset(resource, PARTITIONS) for resource in ("orders", "customers")]
+LAST = PARTITIONS.last_day
 DAYS = [LAST - timedelta(days=k) for k in (2, 1, 0)]
 
 
@@ -76,7 +79,7 @@ def resources(warehouse_url, lake_config, **shop_options):
 
 def run_rectangle(instance, res, first, last, low="acme", high="globex", raise_on_error=True):
     return dg.materialize(
-        [raw_orders, raw_customers],
+        RAW_ASSETS,
         instance=instance,
         resources=res,
         raise_on_error=raise_on_error,

@@ -59,9 +59,9 @@ def _third_party(path: Path) -> set[str]:
 
 
 def _declared(extra: str | None = None) -> set[str]:
-    requirements = PYPROJECT["project"]["dependencies"] if extra is None else PYPROJECT["project"][
-        "optional-dependencies"
-    ][extra]
+    requirements = (
+        PYPROJECT["project"]["dependencies"] if extra is None else PYPROJECT["project"]["optional-dependencies"][extra]
+    )
     return {_name(requirement) for requirement in requirements}
 
 

@@ -10,13 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from mlops_assets.partitions import daily_partitions
+from mlops_assets.definitions import defs
+from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
 
 # The tests' partition window is 14 days: onboarding on its first day, drift two days later, a bad model
 # planted a horizon (7 days) before the end. Weekly retrains are off so the sensors alone act.
-LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
-START = date.fromisoformat(daily_partitions.get_first_partition_key())
+WINDOW = TenantDayPartitions.of(defs())
+LAST, START = WINDOW.last_day, WINDOW.first_day
 DRIFT_DAY = START + timedelta(days=2)
 PLANTED_ON = LAST - timedelta(days=7)
 TENANT = "driftco"
@@ -86,12 +87,15 @@ def calendar(tmp_path_factory):
         )  # fmt: skip
         with cli.instance() as instance:
             from mlops_assets.automation.sensors import onboarding_sensor, tenant_registry_sensor
+            from mlops_assets.definitions import build_defs
             from mlops_assets.resources import TenantRegistryResource
 
             resources = {"tenants": TenantRegistryResource(warehouse_url=settings.warehouse_url)}
             first_tick = {}
             for sensor in (tenant_registry_sensor, onboarding_sensor):
-                with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                with dg.build_sensor_context(
+                    instance=instance, resources=resources, definitions=build_defs(settings)
+                ) as context:
                     first_tick[sensor.name] = sensor(context)
                 if sensor is tenant_registry_sensor:
                     instance.add_dynamic_partitions("tenants", [TENANT])

@@ -2,18 +2,20 @@
 history of aliases -> reproduce -> rollback, against the shop emulator over HTTP and a real MLflow."""
 
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from mlops_assets.cli import app
-from mlops_assets.partitions import daily_partitions
+from mlops_assets.definitions import defs
+from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 runner = CliRunner()
-LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
+WINDOW = TenantDayPartitions.of(defs())
+LAST = WINDOW.last_day
 
 
 def mlops(*args):
@@ -48,7 +50,7 @@ def registered_shop(mlops_home, emulator_factory, monkeypatch):
 
 
 def test_history_window_training_promotion_reproduction(registered_shop, mlops_home):
-    first = date.fromisoformat(daily_partitions.get_first_partition_key())
+    first = WINDOW.first_day
     ingested = mlops("ingest", "--history", "--from", first.isoformat(), "--to", LAST.isoformat())
     assert ingested.exit_code == 0, ingested.output
     unscored = mlops("predict", "--from", LAST.isoformat(), "--to", LAST.isoformat())

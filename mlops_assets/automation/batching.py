@@ -7,9 +7,9 @@ many tenants only if they are contiguous in the `tenants` partition order.
 from datetime import date, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlops_assets.automation.jobs import STAGE_TAG
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.partitions import TENANTS
 from mlops_assets.settings import Settings
 

@@ -10,14 +10,14 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlops_assets.automation.batching import tenant_range_request, tenant_ranges
 from mlops_assets.automation.jobs import ONBOARDING_TAG, STAGE_TAG, TENANT_TAG, TRIGGER_TAG
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.monitoring.performance import retrain_refusal
 from mlops_assets.core.tenants.ids import InvalidTenantId, validate_tenant_id
 from mlops_assets.core.tenants.registry import TenantRegistry
-from mlops_assets.partitions import TENANTS, daily_partitions
+from mlops_assets.partitions import TENANTS
 from mlops_assets.resources import MonitoringPolicyResource
 
 IN_PROGRESS = [
@@ -87,14 +87,15 @@ def cycle_requests(
 
 
 def onboarding_requests(
-    instance: dg.DagsterInstance, registry: TenantRegistry, today: date, only: list[str] | None = None
+    instance: dg.DagsterInstance, registry: TenantRegistry, today: date, first_day: date, only: list[str] | None = None
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """The next step of each new tenant: history sweep, the window's days, then the first model at yesterday.
+    """The next step of each new tenant: history sweep, the window's days (from `first_day`), then the first
+    model at yesterday.
 
     A failed step is not retried on its own (its run key is spent): the note names it and the operator
     fixes the cause and runs `mlops backfill`.
     """
-    yesterday, first_day = today - timedelta(days=1), daily_partitions.start.date()
+    yesterday = today - timedelta(days=1)
     partitions, done = set(instance.get_dynamic_partitions(TENANTS)), onboarded_tenants(instance)
     new_tenants = [
         tenant_id

@@ -66,7 +66,7 @@ def roll_back_production(
 ):
     from mlops_assets.core.ml.candidates import set_production
     from mlops_assets.core.ml.tracking import PRODUCTION
-    from mlops_assets.monitoring import reference_snapshot
+    from mlops_assets.core.ml.training_data import stored_holdout_sample
 
     registry, tenant_id = models.registry(), validate_tenant_id(config.tenant_id)
     current = registry.alias_version(tenant_id, PRODUCTION)
@@ -75,12 +75,12 @@ def roll_back_production(
             f"{tenant_id}: production is {current and current.version}, not {config.from_version}; nothing to do"
         )
         return
-    sample = reference_snapshot(
+    sample = stored_holdout_sample(
         lake.root(), tenant_id, registry.version(tenant_id, config.to_version).tags.get("cutoff")
     )
     outcome = set_production(
         registry, tenants.warehouse_url, tenant_id, config.to_version, "rollback", config.reason,
-        "automation:rollback_sensor", sample.head(1000),
+        "automation:rollback_sensor", sample,
     )  # fmt: skip
     if not outcome.promoted:
         raise dg.Failure(f"tenant {tenant_id}: {outcome.reason}", metadata={"tenant": tenant_id})

@@ -5,7 +5,6 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import RUN_KEY_TAG
 
 from mlops_assets.automation.batching import run_in_process
 from mlops_assets.automation.decisions import (
@@ -16,7 +15,9 @@ from mlops_assets.automation.decisions import (
     rollback_requests,
 )
 from mlops_assets.automation.jobs import STAGE_TAG
+from mlops_assets.batching import RUN_KEY_TAG
 from mlops_assets.core.tenants.registry import TenantRegistry
+from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.resources import MonitoringPolicyResource
 
 
@@ -40,6 +41,7 @@ class Automation:
         weekly_retrain: bool = True,
     ):
         self.defs, self.instance, self.registry, self.weekly_retrain = defs, instance, registry, weekly_retrain
+        self.first_day = TenantDayPartitions.of(defs).first_day
         self.monitoring = monitoring or MonitoringPolicyResource()
         self.only, self.log_level, self.on_run = only, console_log_level, on_run
         self.cursor = max((r.storage_id for r in new_records(instance, "realized_performance", 0)), default=0)
@@ -68,7 +70,7 @@ class Automation:
 
     def onboard(self, today: date) -> None:
         while True:
-            requests, notes = onboarding_requests(self.instance, self.registry, today, self.only)
+            requests, notes = onboarding_requests(self.instance, self.registry, today, self.first_day, self.only)
             self.notes += notes
             if not self.execute(requests):
                 return

@@ -17,7 +17,7 @@ from mlops_assets.automation.decisions import (
     rollback_requests,
 )
 from mlops_assets.automation.jobs import ingest_days_job, ingest_history_job, retrain_job, rollback_job
-from mlops_assets.partitions import TENANTS, tenant_partitions
+from mlops_assets.partitions import TENANTS, TenantDayPartitions, tenant_partitions
 from mlops_assets.resources import MonitoringPolicyResource, TenantRegistryResource
 
 
@@ -49,7 +49,8 @@ def tenant_registry_sensor(context: dg.SensorEvaluationContext, tenants: TenantR
     description="A new active tenant: history sweep, the window's days, first model and predictions, no human.",
 )  # fmt: skip
 def onboarding_sensor(context: dg.SensorEvaluationContext, tenants: TenantRegistryResource):
-    requests, notes = onboarding_requests(context.instance, tenants.registry(), datetime.now(UTC).date())
+    first_day = TenantDayPartitions.of(context.repository_def).first_day
+    requests, notes = onboarding_requests(context.instance, tenants.registry(), datetime.now(UTC).date(), first_day)
     for note in notes:
         context.log.warning(note)
     return requests or dg.SkipReason("; ".join(notes) or "every active tenant is onboarded")

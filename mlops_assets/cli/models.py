@@ -23,19 +23,11 @@ def _model_registry():
 
 def _serving_sample(tenant_id: str, cutoff: str | None):
     """The holdout of the version's training set, when the lake still has it."""
-    import pandas as pd
+    from mlops_assets.core.lake.files import lake_root
+    from mlops_assets.core.ml.training_data import stored_holdout_sample
 
-    from mlops_assets.core.lake.files import lake_root, partition_path, read_frame
-
-    if not cutoff:
-        return None
     current = settings()
-    path = partition_path(lake_root(current.lake_url, current.s3_endpoint_url), "training_set", tenant_id, cutoff)
-    if not path.exists():
-        return None
-    frame = read_frame(path)
-    holdout = frame[frame["split"] == "holdout"]
-    return holdout if len(holdout) else (frame if len(frame) else pd.DataFrame())
+    return stored_holdout_sample(lake_root(current.lake_url, current.s3_endpoint_url), tenant_id, cutoff)
 
 
 def _actor() -> str:

@@ -256,9 +256,9 @@ def replay_days(tenant_ids: list[str], first: date, last: date):
     from tqdm import tqdm
 
     from mlops_assets.automation.jobs import STAGE_TAG, TENANT_TAG, TRIGGER_TAG
-    from mlops_assets.partitions import daily_partitions
+    from mlops_assets.partitions import TenantDayPartitions
 
-    window_start = daily_partitions.start.date()
+    window_start = TenantDayPartitions.from_settings(settings()).first_day
     if not window_start < first <= last:
         fail(
             f"days {first} .. {last} must be ordered and start after the partition window's first day "

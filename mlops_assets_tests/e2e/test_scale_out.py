@@ -12,28 +12,28 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlops_assets.automation.decisions import sync_tenant_partitions
 from mlops_assets.automation.jobs import INGEST_ASSETS, STAGE_TAG
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
-from mlops_assets.definitions import build_defs
+from mlops_assets.definitions import build_defs, defs
 from mlops_assets.executors import K8S_STEP_RESOURCES, run_executor
-from mlops_assets.partitions import TENANTS, daily_partitions
+from mlops_assets.partitions import TENANTS, TenantDayPartitions
 from mlops_assets.settings import LOCAL_CELERY_BROKER, Settings, SettingsError
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 from mlops_assets_tests.helpers import free_port, lake_digests, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
-LAST = date.fromisoformat(daily_partitions.get_last_partition_key())
+LAST = TenantDayPartitions.of(defs()).last_day
 DAYS = [LAST - timedelta(days=k) for k in (2, 1, 0)]
 SHOPS = {  # tenant: (timezone, currency)
     "acme": ("America/New_York", "USD"),

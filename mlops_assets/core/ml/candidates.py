@@ -24,7 +24,7 @@ from mlops_assets.core.ml.promotion import (
     staging_decision,
 )
 from mlops_assets.core.ml.tracking import PRODUCTION, STAGING, ModelRegistry, model_name
-from mlops_assets.core.ml.training_data import TrainingSet
+from mlops_assets.core.ml.training_data import TrainingSet, holdout_sample
 
 
 @dataclass
@@ -188,12 +188,6 @@ class PromotionOutcome:
         return meta
 
 
-def _serving_sample(training_frame: pd.DataFrame) -> pd.DataFrame:
-    holdout = training_frame.loc[training_frame["split"] == "holdout"]
-    sample = holdout if len(holdout) else training_frame
-    return sample if len(sample) else pd.DataFrame([{name: 0.0 for name in FEATURES}])
-
-
 def check_serving(
     registry: ModelRegistry, tenant_id: str, version: str, sample: pd.DataFrame, policy: PromotionPolicy
 ) -> tuple[dict, list[str]]:
@@ -256,7 +250,7 @@ def promote_candidate(
         reason=decision.reason,
         metrics=decision.metrics,
     )
-    report, problems = check_serving(registry, tenant_id, version, _serving_sample(training_frame), policy)
+    report, problems = check_serving(registry, tenant_id, version, holdout_sample(training_frame), policy)
     metrics = {**decision.metrics, **report}
     if problems:
         reason = "serving checks failed: " + "; ".join(problems)

@@ -13,9 +13,12 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from mlops_assets.core.lake.files import partition_path, read_frame
 from mlops_assets.core.ml.features import FEATURES, feature_snapshot, labels
 
 SPLITS = ("train", "valid", "holdout")
+# The lake asset that keeps each cutoff's training set (the `training_set` asset's files).
+TRAINING_SET = "training_set"
 
 
 @dataclass(frozen=True)
@@ -121,3 +124,21 @@ def build_training_set(
         reasons.append("no validation snapshot")
     training.cold_start_reasons = reasons
     return training
+
+
+def holdout_sample(training_frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a model version is judged and serving-checked on: its training set's holdout snapshot.
+
+    Without a holdout, every row of the set; for an empty set one row of zeros, so serving checks still run.
+    """
+    holdout = training_frame.loc[training_frame["split"] == "holdout"]
+    sample = holdout if len(holdout) else training_frame
+    return sample.reset_index(drop=True) if len(sample) else pd.DataFrame([dict.fromkeys(FEATURES, 0.0)])
+
+
+def stored_holdout_sample(root, tenant_id: str, cutoff: str | date | None) -> pd.DataFrame | None:
+    """`holdout_sample` of the training set of `cutoff` in the lake; None when the lake no longer has it."""
+    if not cutoff:
+        return None
+    path = partition_path(root, TRAINING_SET, tenant_id, cutoff)
+    return holdout_sample(read_frame(path)) if path.exists() else None
