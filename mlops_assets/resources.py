@@ -134,7 +134,7 @@ class WebhookResource(dg.ConfigurableResource):
 
     def announce(self, log, event: OperatorEvent) -> str:
         """Log the event and post it; returns the delivery status for metadata."""
-        notice = log.warning if event.kind in ("drift_detected", "performance_below_floor", "rolled_back") else log.info
+        notice = log.warning if event.kind in ("drift_detected", "performance_below_floor", "rolled_back", "stale") else log.info
         notice(f"[{event.kind}] {event.tenant_id} {event.day}: {event.message}")
         status = deliver(event, self.url)
         if status.startswith("webhook delivery failed"):
