@@ -107,8 +107,8 @@ def gather_facts(
         )
         facts.append(
             TenantFacts(
-                tenant.tenant_id, tenant.status, tenant.zone, tenant.tenant_id in onboarded, steps.get(tenant.tenant_id),
-                latest.get(tenant.tenant_id), failures, tenant.tenant_id in running,
+                tenant.tenant_id, tenant.status, tenant.zone, tenant.tenant_id in onboarded,
+                steps.get(tenant.tenant_id), latest.get(tenant.tenant_id), failures, tenant.tenant_id in running,
             )
         )  # fmt: skip
     return facts

@@ -16,7 +16,8 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from mlops_assets.core.tenants.ids import validate_tenant_id
 
 KINDS = (
-    "drift_detected", "performance_below_floor", "promoted", "refused", "rolled_back", "onboarded", "stale", "recovered",
+    "drift_detected", "performance_below_floor", "promoted", "refused", "rolled_back", "onboarded",
+    "stale", "recovered",  # fleet health: a tenant turned stale, failing or needs attention; it is healthy again
 )  # fmt: skip
 
 

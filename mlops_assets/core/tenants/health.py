@@ -108,7 +108,8 @@ def tenant_state(facts: TenantFacts, now: datetime) -> TenantState:
     """The one state an operator needs first: paused, failing (or needs attention), onboarding, stale, healthy."""
     fresh = freshness(facts.latest_day, facts.zone, now)
     if facts.status == "paused":
-        return TenantState(facts.tenant_id, "paused", "paused (`mlops tenants resume` to schedule it again)", fresh.as_of)
+        summary = "paused (`mlops tenants resume` to schedule it again)"
+        return TenantState(facts.tenant_id, "paused", summary, fresh.as_of)
     if facts.failures:
         return _failing(facts, fresh)
     if not facts.onboarded:
