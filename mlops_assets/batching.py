@@ -27,6 +27,9 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG,
 )
 from dagster._core.storage.tags import (
+    PARTITION_NAME_TAG as PARTITION_NAME_TAG,
+)
+from dagster._core.storage.tags import (
     RUN_KEY_TAG as RUN_KEY_TAG,
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets import features, ingestion, monitoring, predictions, training
-from mlops_assets.automation import jobs, schedules, sensors
+from mlops_assets.automation import health, jobs, schedules, sensors
 from mlops_assets.executors import run_executor
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
 from mlops_assets.partitions import TenantDayPartitions
@@ -53,6 +53,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             sensors.onboarding_sensor,
             sensors.drift_retrain_sensor,
             sensors.rollback_sensor,
+            health.fleet_health_sensor,
         ],
         resources={
             "lake": LakeResource(url=lake_url, s3_endpoint_url=endpoint),

@@ -134,7 +134,8 @@ class WebhookResource(dg.ConfigurableResource):
 
     def announce(self, log, event: OperatorEvent) -> str:
         """Log the event and post it; returns the delivery status for metadata."""
-        notice = log.warning if event.kind in ("drift_detected", "performance_below_floor", "rolled_back") else log.info
+        alarming = ("drift_detected", "performance_below_floor", "rolled_back", "stale")
+        notice = log.warning if event.kind in alarming else log.info
         notice(f"[{event.kind}] {event.tenant_id} {event.day}: {event.message}")
         status = deliver(event, self.url)
         if status.startswith("webhook delivery failed"):

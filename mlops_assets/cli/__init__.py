@@ -6,10 +6,11 @@ group (`tenants`, `models`) is a Typer of its own module.
 
 import typer
 
-from mlops_assets.cli import db, demo, emulator, models, runs, serve, tenants
+from mlops_assets.cli import db, demo, emulator, models, runs, serve, status, tenants
 
 app = typer.Typer(no_args_is_help=True, help="Multi-tenant prediction factory on Dagster.")
 app.add_typer(tenants.app, name="tenants")
+app.command("status")(status.status)
 app.command("shop-emulator")(emulator.shop_emulator)
 app.command("ingest")(runs.ingest)
 app.command("train")(runs.train)

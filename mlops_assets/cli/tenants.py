@@ -81,16 +81,19 @@ def _where(tenant: Tenant) -> str:
 
 @app.command("list")
 def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON object per tenant")] = False):
-    """Show registered tenants (secrets are referenced by variable name only)."""
+    """Show registered tenants and their state (secrets are referenced by variable name only)."""
     import json
 
+    from mlops_assets.cli.status import fleet_states
+
     tenants = registry().list()
+    states = {state.tenant_id: state for state in fleet_states()}
     if as_json:
         for tenant in tenants:
-            typer.echo(json.dumps(tenant.public_view(), sort_keys=True))
+            typer.echo(json.dumps({**tenant.public_view(), "state": states[tenant.tenant_id].state}, sort_keys=True))
         return
     print_table(
-        ("tenant", "source", "where", "timezone", "currency", "H", "status", "created"),
+        ("tenant", "source", "where", "timezone", "currency", "H", "status", "state", "created"),
         (
             (
                 tenant.tenant_id,
@@ -100,6 +103,7 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
                 tenant.currency,
                 str(tenant.horizon_days),
                 tenant.status,
+                states[tenant.tenant_id].state,
                 tenant.created_at.strftime("%Y-%m-%d %H:%M"),
             )
             for tenant in tenants

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
@@ -56,6 +56,8 @@ class ModelCard(BaseModel):
     model_kind: str
     metrics: dict[str, float]
     customers: int
+    stale: bool  # the latest predictions are older than a day and a half after their day ended (tenant's timezone)
+    stale_since: date | None  # the first day without predictions, when stale
 
 
 async def connection(request: Request) -> AsyncIterator[sa.Connection]:
@@ -208,6 +210,9 @@ def list_predictions(
 
 @router.get("/v1/model", response_model=ModelCard, tags=["model"])
 async def model(request: Request, conn: Connection, principal: Tenant) -> ModelCard:
-    """The model behind the latest predictions, with its holdout metrics and the baseline's."""
-    batch = day_or_latest(request.app.state.reader.using(conn), principal, None)
-    return ModelCard(**batch, metrics=batch["model_metrics"])
+    """The model behind the latest predictions, with its holdout metrics and the baseline's, and whether those
+    predictions are stale."""
+    reader = request.app.state.reader.using(conn)
+    batch = day_or_latest(reader, principal, None)
+    fresh = reader.freshness(principal.tenant_id, datetime.now(UTC))
+    return ModelCard(**batch, metrics=batch["model_metrics"], stale=fresh.stale, stale_since=fresh.since)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -143,6 +143,8 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
     if batch is None:
         return page(request, "overview.html", principal, batch=None)
     trend = request.app.state.reader.batches(principal.tenant_id)
+    # Said on the page rather than quietly showing an old day as if it were the latest.
+    fresh = request.app.state.reader.freshness(principal.tenant_id, datetime.now(UTC))
     monitored = request.app.state.reader.monitoring(principal.tenant_id)
     drift = next((m for m in monitored if m["as_of_date"] == batch["as_of_date"] and m["drift_alarms"]), None)
     realized = [m for m in monitored if m["realized_auc"] is not None and m["as_of_date"] <= batch["as_of_date"]]
@@ -153,6 +155,7 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
         "overview.html",
         principal,
         batch=batch,
+        fresh=fresh,
         metrics=batch["model_metrics"],
         days=[b["as_of_date"] for b in trend],
         histogram=charts.bars(

@@ -2,7 +2,7 @@
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -127,6 +127,22 @@ def test_model_card(world):
     body = get(world, "/v1/model").json()
     assert body["model_version"] == world["latest"]["model_version"].iloc[0] and body["model_kind"] == "lightgbm"
     assert body["metrics"]["holdout_auc"] > body["metrics"]["baseline_auc"] - 0.05 and body["customers"] > 1000
+
+
+def test_stale_predictions_are_said_on_the_card_and_the_dashboard(world, served):
+    card = get(world, "/v1/model").json()
+    assert card["as_of_date"] == TEST_END.isoformat() and card["stale"] is True
+    assert card["stale_since"] == (TEST_END + timedelta(days=1)).isoformat()
+    client = world["client"]
+    client.post("/login", data={"api_key": world["key"]})
+    banner = client.get("/dashboard").text
+    assert 'data-testid="stale"' in banner and f'"stale-since">{TEST_END + timedelta(days=1)}<' in banner
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    frame = scored(served, yesterday)
+    write_partition(world["url"], SERVED_TENANT, yesterday, frame, batch_summary(frame), "run-2")
+    card = get(world, "/v1/model").json()
+    assert (card["as_of_date"], card["stale"], card["stale_since"]) == (yesterday.isoformat(), False, None)
+    assert 'data-testid="stale"' not in client.get("/dashboard").text
 
 
 def test_dashboard_login_session_and_revocation(world):

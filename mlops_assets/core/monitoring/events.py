@@ -1,4 +1,4 @@
-"""Operator events (drift, retrain, promotion, rollback, onboarding) and their delivery to a webhook.
+"""Operator events (drift, retrain, promotion, rollback, onboarding, fleet health) and their delivery to a webhook.
 
 A webhook URL often carries a secret (Slack and Teams put the token in the path), so it is never
 logged or put in an error message; a delivery failure is reported, never raised: an alert that
@@ -15,7 +15,10 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from mlops_assets.core.tenants.ids import validate_tenant_id
 
-KINDS = ("drift_detected", "performance_below_floor", "promoted", "refused", "rolled_back", "onboarded")
+KINDS = (
+    "drift_detected", "performance_below_floor", "promoted", "refused", "rolled_back", "onboarded",
+    "stale", "recovered",  # fleet health: a tenant turned stale, failing or needs attention; it is healthy again
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

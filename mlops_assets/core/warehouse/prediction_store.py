@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from mlops_assets.core.tenants.health import Freshness, freshness
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.warehouse.engine import (
     PREDICTION_COLUMNS,
@@ -23,6 +25,7 @@ from mlops_assets.core.warehouse.engine import (
     monitoring_days_table,
     prediction_batches_table,
     predictions_table,
+    tenants_table,
 )
 
 if TYPE_CHECKING:  # the API server reads through this module and never needs pandas
@@ -125,6 +128,13 @@ def refresh_statistics(warehouse_url: str) -> None:
         conn.execute(sa.text(f"analyze {P.name}"))
 
 
+def latest_prediction_days(warehouse_url: str) -> dict[str, date]:
+    """The newest predicted day of every tenant with predictions (fleet health; one grouped query)."""
+    query = sa.select(B.c.tenant_id, sa.func.max(B.c.as_of_date)).group_by(B.c.tenant_id)
+    with engine_for(warehouse_url).connect() as conn:
+        return dict(conn.execute(query).all())
+
+
 def read_partition(warehouse_url: str, tenant_id: str, as_of: date) -> pd.DataFrame:
     import pandas as pd
 
@@ -156,6 +166,17 @@ class PredictionReader(Bindable):
         query = query.where(B.c.as_of_date == as_of) if as_of else query.order_by(B.c.as_of_date.desc()).limit(1)
         rows = self._rows(query)
         return rows[0] if rows else None
+
+    def freshness(self, tenant_id: str, now: datetime) -> Freshness:
+        """Whether the tenant's newest predictions are stale in its own timezone (UTC when it has no registry
+        row), in one query."""
+        validate_tenant_id(tenant_id)
+        zone = sa.select(tenants_table.c.timezone).where(tenants_table.c.tenant_id == tenant_id).scalar_subquery()
+        query = sa.select(sa.func.max(B.c.as_of_date).label("latest"), zone.label("timezone")).where(
+            B.c.tenant_id == tenant_id
+        )
+        row = self._rows(query)[0]
+        return freshness(row["latest"], ZoneInfo(row["timezone"] or "UTC"), now)
 
     def monitoring(self, tenant_id: str, limit: int = 90) -> list[dict]:
         """Drift and realized-performance summaries of the latest `limit` days, oldest first."""
