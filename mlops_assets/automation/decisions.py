@@ -83,7 +83,7 @@ def cycle_requests(
     """One run per contiguous range of onboarded active tenants, for `day`."""
     job_name, tags = CYCLES[cycle]
     return [
-        tenant_range_request(job_name, day, day, low, high, f"{cycle}-{day}-{low}-{high}", tags)
+        tenant_range_request(job_name, day, day, low, high, f"{cycle}-{day}-{low}-{high}", {**tags, ATTEMPT_TAG: "1"})
         for low, high in tenant_ranges(instance, _scheduled(registry, instance, only))
     ]
 
