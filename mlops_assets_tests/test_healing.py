@@ -142,12 +142,22 @@ def test_a_rejected_token_is_held_then_backfill_onboards_the_tenant_after_the_fi
 
 
 def test_a_5xx_storm_heals_by_itself_once_the_backoff_has_passed(shop):
+    from mlops_assets.automation.sensors import healing_sensor
+    from mlops_assets.resources import TenantRegistryResource
+
     instance, automation, clock, emulator = shop["instance"], shop["automation"], shop["clock"], shop["emulator"]
     day = LAST - timedelta(days=1)
     emulator.faults.server_error_rate = 1.0
     _fail_the_daily_cycle(shop, day)
     emulator.faults.server_error_rate = 0.0
 
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={"tenants": TenantRegistryResource(warehouse_url=shop["warehouse_url"])},
+        definitions=defs(),
+    ) as context:  # the daemon's view, on the wall clock: the backoff has not passed
+        tick = healing_sensor(context)
+    assert isinstance(tick, dg.SkipReason) and f"daily cycle of {day} failed 1x" in tick.skip_message
     clock.ahead = timedelta(minutes=5)
     automation.heal()
     assert len(_daily_runs(instance, day)) == 1, "the backoff has not passed yet"

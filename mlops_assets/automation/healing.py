@@ -8,7 +8,7 @@ retry covers exactly the tenants still missing, and this holds when a run fails 
 """
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 
@@ -76,7 +76,9 @@ def cycle_retry_requests(
     failures, requests, notes = RunFailures(instance), [], []
     for cycle, (job_name, tags) in CYCLES.items():
         failed_runs: dict[tuple[date, str], list[dg.RunRecord]] = defaultdict(list)
-        for record in instance.get_run_records(dg.RunsFilter(tags=tags, statuses=FAILED)):
+        # A run is created after the day it covers: older runs only cover days that left the window.
+        since = datetime.combine(first_day, time(), UTC)
+        for record in instance.get_run_records(dg.RunsFilter(tags=tags, statuses=FAILED, created_after=since)):
             for day, tenant_id in _covered(record, ordered, first_day):
                 if tenant_id in scheduled:
                     failed_runs[day, tenant_id].append(record)
