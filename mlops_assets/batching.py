@@ -34,6 +34,7 @@ from dagster._core.storage.tags import (
 )
 
 from mlops_assets.core.tenants.ids import validate_tenant_id
+from mlops_assets.core.tenants.retries import failure_kind
 from mlops_assets.partitions import tenant_and_day
 
 # A check result names at most this many failing partitions; its counts are always complete.
@@ -172,6 +173,25 @@ class Partition:
             self.batch.context.log.info(f"[{self.position}/{total}] {message}")
 
 
+FAILURE_KIND, FAILED_TENANT = "failure_kind", "tenant"
+
+
+def partition_failure(partition: Partition, error: Exception) -> dg.Failure:
+    """The step's failure with the tenant, the partition and the failure's kind (transient or permanent) as
+    metadata: the retry decisions read them from the step's failure event instead of parsing messages."""
+    metadata = dict(error.metadata) if isinstance(error, dg.Failure) else {}
+    description = error.description if isinstance(error, dg.Failure) else str(error)
+    return dg.Failure(
+        description=description or type(error).__name__,
+        metadata={
+            **metadata,
+            FAILED_TENANT: partition.tenant_id,
+            "partition": partition.key,
+            FAILURE_KIND: failure_kind(error).value,
+        },
+    )
+
+
 class Batch:
     """The partitions of one asset in one run, and what its step reports about them."""
 
@@ -193,7 +213,11 @@ class Batch:
         to that tenant's partitions.
         """
         for position, key in enumerate(self.keys, start=1):
-            self.values[key] = step(Partition(self, key, position))
+            partition = Partition(self, key, position)
+            try:
+                self.values[key] = step(partition)
+            except Exception as exc:
+                raise partition_failure(partition, exc) from exc
         return self.values
 
     def output(self) -> dg.Output:

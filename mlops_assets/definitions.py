@@ -53,6 +53,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             sensors.onboarding_sensor,
             sensors.drift_retrain_sensor,
             sensors.rollback_sensor,
+            sensors.healing_sensor,
             health.fleet_health_sensor,
         ],
         resources={

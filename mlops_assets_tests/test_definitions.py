@@ -71,7 +71,8 @@ def test_resources_and_sensors():
         "webhook",
     }
     assert {sensor.name for sensor in DEFS.sensors} == {
-        "tenant_registry_sensor", "onboarding_sensor", "drift_retrain_sensor", "rollback_sensor", "fleet_health_sensor",
+        "tenant_registry_sensor", "onboarding_sensor", "drift_retrain_sensor", "rollback_sensor", "healing_sensor",
+        "fleet_health_sensor",
     }  # fmt: skip
     assert {schedule.name: schedule.cron_schedule for schedule in DEFS.schedules} == {
         "daily_cycle_schedule": "0 11 * * *",

@@ -7,16 +7,18 @@ ranges, so a day of 1000 tenants is a few runs, not 1000.
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from mlops_assets.automation.attempts import FAILED, RunFailures, attempt_run_key
 from mlops_assets.automation.batching import tenant_range_request, tenant_ranges
-from mlops_assets.automation.jobs import ONBOARDING_TAG, STAGE_TAG, TENANT_TAG, TRIGGER_TAG
+from mlops_assets.automation.jobs import ATTEMPT_TAG, ONBOARDING_TAG, STAGE_TAG, TENANT_TAG, TRIGGER_TAG
 from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.monitoring.performance import retrain_refusal
 from mlops_assets.core.tenants.ids import InvalidTenantId, validate_tenant_id
 from mlops_assets.core.tenants.registry import TenantRegistry
+from mlops_assets.core.tenants.retries import DEFAULT_POLICY, RetryPolicy, RetryState
 from mlops_assets.partitions import TENANTS
 from mlops_assets.resources import MonitoringPolicyResource
 
@@ -81,63 +83,78 @@ def cycle_requests(
     """One run per contiguous range of onboarded active tenants, for `day`."""
     job_name, tags = CYCLES[cycle]
     return [
-        tenant_range_request(job_name, day, day, low, high, f"{cycle}-{day}-{low}-{high}", tags)
+        tenant_range_request(job_name, day, day, low, high, f"{cycle}-{day}-{low}-{high}", {**tags, ATTEMPT_TAG: "1"})
         for low, high in tenant_ranges(instance, _scheduled(registry, instance, only))
     ]
 
 
+ONBOARDING_STEPS = ("history", "days", "retrain")
+
+
+def _onboarding_step(tenant_id: str, step: str, today: date, first_day: date, attempt: int) -> dg.RunRequest:
+    yesterday = today - timedelta(days=1)
+    tags = {ONBOARDING_TAG: tenant_id, TENANT_TAG: tenant_id, STAGE_TAG: step, ATTEMPT_TAG: str(attempt)}
+    if step == "history":
+        key = attempt_run_key(f"onboard-{tenant_id}-history", attempt)
+        return dg.RunRequest(run_key=key, job_name="ingest_history", partition_key=tenant_id, tags=tags)
+    if step == "days":
+        key = attempt_run_key(f"onboard-{tenant_id}-days", attempt)
+        return tenant_range_request("ingest_days", first_day, yesterday, tenant_id, tenant_id, key, tags)
+    key = attempt_run_key(f"onboard-{tenant_id}-model", attempt)
+    return tenant_range_request(
+        "retrain", yesterday, yesterday, tenant_id, tenant_id, key, {**tags, TRIGGER_TAG: "onboarding"}
+    )
+
+
 def onboarding_requests(
-    instance: dg.DagsterInstance, registry: TenantRegistry, today: date, first_day: date, only: list[str] | None = None
+    instance: dg.DagsterInstance,
+    registry: TenantRegistry,
+    today: date,
+    first_day: date,
+    only: list[str] | None = None,
+    now: datetime | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> tuple[list[dg.RunRequest], list[str]]:
     """The next step of each new tenant: history sweep, the window's days (from `first_day`), then the first
     model at yesterday.
 
-    A failed step is not retried on its own (its run key is spent): the note names it and the operator
-    fixes the cause and runs `mlops backfill`.
+    A failed step is retried as `policy` decides at `now` (default: the clock): after a backoff when it
+    was transient, not before the tenant changes when it was permanent or reached the cap (the notes say so).
     """
-    yesterday = today - timedelta(days=1)
+    now = now or datetime.now(UTC)
     partitions, done = set(instance.get_dynamic_partitions(TENANTS)), onboarded_tenants(instance)
-    new_tenants = [
-        tenant_id
-        for tenant_id in registry.list_ids(status="active")
-        if tenant_id not in done and tenant_id in partitions and (only is None or tenant_id in only)
-    ]
-    # One query for every new tenant's onboarding runs (newest first), not one per tenant: 1000 sign-ups
-    # at once took 10 s of the tick's 60 s that way.
-    runs_by_tenant: dict[str, list] = defaultdict(list)
+    new_tenants = {
+        tenant.tenant_id: tenant
+        for tenant in registry.list(status="active")
+        if tenant.tenant_id not in done
+        and tenant.tenant_id in partitions
+        and (only is None or tenant.tenant_id in only)
+    }
+    # One query for every new tenant's onboarding runs, not one per tenant: 1000 sign-ups at once took 10 s
+    # of the tick's 60 s that way.
+    runs_by_step: dict[tuple[str, str], list[dg.RunRecord]] = defaultdict(list)
     if new_tenants:
-        for run in instance.get_runs(dg.RunsFilter(tags={ONBOARDING_TAG: new_tenants})):
-            runs_by_tenant[run.tags[ONBOARDING_TAG]].append(run)
-    requests, notes = [], []
-    for tenant_id in new_tenants:
-        status = {run.tags.get(STAGE_TAG): run.status for run in reversed(runs_by_tenant[tenant_id])}
-        tags = {ONBOARDING_TAG: tenant_id, TENANT_TAG: tenant_id}
-        failed = [stage for stage, state in status.items() if state == dg.DagsterRunStatus.FAILURE]
-        if failed:
-            notes.append(f"{tenant_id}: onboarding step {failed[0]} failed (fix the cause, then `mlops backfill`)")
-        elif any(state in IN_PROGRESS for state in status.values()):
+        for record in instance.get_run_records(dg.RunsFilter(tags={ONBOARDING_TAG: list(new_tenants)})):
+            tags = record.dagster_run.tags
+            runs_by_step[tags[ONBOARDING_TAG], tags.get(STAGE_TAG, "")].append(record)
+    requests, notes, failures = [], [], RunFailures(instance)
+    for tenant_id, tenant in new_tenants.items():
+        runs = {step: runs_by_step[tenant_id, step] for step in ONBOARDING_STEPS}
+        if any(record.dagster_run.status in IN_PROGRESS for records in runs.values() for record in records):
             continue
-        elif "history" not in status:
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"onboard-{tenant_id}-history", job_name="ingest_history", partition_key=tenant_id,
-                    tags={**tags, STAGE_TAG: "history"},
-                )
-            )  # fmt: skip
-        elif "days" not in status:
-            requests.append(
-                tenant_range_request(
-                    "ingest_days", first_day, yesterday, tenant_id, tenant_id, f"onboard-{tenant_id}-days",
-                    {**tags, STAGE_TAG: "days"},
-                )
-            )  # fmt: skip
-        elif "retrain" not in status:
-            requests.append(
-                tenant_range_request(
-                    "retrain", yesterday, yesterday, tenant_id, tenant_id, f"onboard-{tenant_id}-model",
-                    {**tags, STAGE_TAG: "retrain", TRIGGER_TAG: "onboarding"},
-                )
-            )  # fmt: skip
+        succeeded = {step for step, records in runs.items() if any(r.dagster_run.is_success for r in records)}
+        step = next((step for step in ONBOARDING_STEPS if step not in succeeded), None)
+        if step is None:
+            continue
+        failed = [failures.of(record, tenant_id) for record in runs[step] if record.dagster_run.status in FAILED]
+        attempt = 1
+        if failed:
+            decision = policy.decide(failed, tenant.updated_at, now)
+            notes.append(decision.note(tenant_id, f"onboarding step {step}"))
+            if decision.state is not RetryState.RETRY:
+                continue
+            attempt = decision.attempt
+        requests.append(_onboarding_step(tenant_id, step, today, first_day, attempt))
     return requests, notes
 
 

@@ -10,6 +10,8 @@ from mlops_assets.partitions import tenant_day_key
 from mlops_assets.resources import LakeResource, ModelRegistryResource, TenantRegistryResource, WebhookResource
 
 STAGE_TAG, TRIGGER_TAG, TENANT_TAG, ONBOARDING_TAG = "mlops/stage", "mlops/trigger", "mlops/tenant", "mlops/onboarding"
+# The attempt of a piece of work a run is (1: the first; retries count up; automation.attempts.attempt_run_key).
+ATTEMPT_TAG = "mlops/attempt"
 DAILY_ASSETS = [
     "raw_orders",
     "raw_customers",

@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -14,6 +14,7 @@ from mlops_assets.automation.decisions import (
     onboarding_requests,
     rollback_requests,
 )
+from mlops_assets.automation.healing import cycle_retry_requests
 from mlops_assets.automation.jobs import STAGE_TAG
 from mlops_assets.batching import RUN_KEY_TAG
 from mlops_assets.core.tenants.registry import TenantRegistry
@@ -24,9 +25,10 @@ from mlops_assets.resources import MonitoringPolicyResource
 class Automation:
     """The daemon's decisions replayed day by day in this process: `mlops backfill`, tests, benchmarks.
 
-    On each simulated `today` it does what the daemon would: onboarding steps, the daily cycle for
-    yesterday, the weekly retrain on its day, then drift retrains and rollbacks until nothing new is
-    requested. Run keys are honoured as the daemon does, so a replay never runs a request twice.
+    On each simulated `today` it does what the daemon would: onboarding steps, retries of failed cycles,
+    the daily cycle for yesterday, the weekly retrain on its day, then drift retrains and rollbacks until
+    nothing new is requested. Run keys are honoured as the daemon does, so a replay never runs a request
+    twice. Retries follow `clock` (the wall clock unless a test moves it): run times are real.
     """
 
     def __init__(
@@ -39,11 +41,12 @@ class Automation:
         console_log_level: str = "WARNING",
         on_run: Callable[[dg.RunRequest, dg.ExecuteInProcessResult], None] | None = None,
         weekly_retrain: bool = True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.defs, self.instance, self.registry, self.weekly_retrain = defs, instance, registry, weekly_retrain
         self.first_day = TenantDayPartitions.of(defs).first_day
         self.monitoring = monitoring or MonitoringPolicyResource()
-        self.only, self.log_level, self.on_run = only, console_log_level, on_run
+        self.only, self.log_level, self.on_run, self.clock = only, console_log_level, on_run, clock
         self.cursor = max((r.storage_id for r in new_records(instance, "realized_performance", 0)), default=0)
         self.drift_cursor = self.cursor
         self.notes: list[str] = []
@@ -70,10 +73,18 @@ class Automation:
 
     def onboard(self, today: date) -> None:
         while True:
-            requests, notes = onboarding_requests(self.instance, self.registry, today, self.first_day, self.only)
+            requests, notes = onboarding_requests(
+                self.instance, self.registry, today, self.first_day, self.only, now=self.clock()
+            )
             self.notes += notes
             if not self.execute(requests):
                 return
+
+    def heal(self) -> None:
+        """Retries of failed cycles that are due now (one round: a retry that fails waits for its backoff)."""
+        requests, notes = cycle_retry_requests(self.instance, self.registry, self.first_day, self.clock(), self.only)
+        self.notes += notes
+        self.execute(requests)
 
     def react(self) -> None:
         """Drift retrains and rollbacks until the sensors ask for nothing new."""
@@ -90,6 +101,7 @@ class Automation:
         """Everything the daemon does on `today` (its schedules run for yesterday)."""
         yesterday = today - timedelta(days=1)
         self.onboard(today)
+        self.heal()
         self.execute(cycle_requests("daily", self.instance, self.registry, yesterday, self.only))
         if self.weekly_retrain and today.isoweekday() == 7:  # WEEKLY_RETRAIN_CRON fires on Sundays
             self.execute(cycle_requests("weekly", self.instance, self.registry, yesterday, self.only))

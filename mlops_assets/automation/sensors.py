@@ -3,7 +3,8 @@
 - `tenant_registry_sensor`: registry rows -> `tenants` partitions;
 - `onboarding_sensor`: a new tenant -> history sweep -> days of the window -> first model and predictions;
 - `drift_retrain_sensor`: a drift or performance alarm -> retrain that tenant (cooldown, run keys, one in flight);
-- `rollback_sensor`: a promoted version that does worse than its predecessor -> `production` moves back.
+- `rollback_sensor`: a promoted version that does worse than its predecessor -> `production` moves back;
+- `healing_sensor`: a failed daily cycle or weekly retrain -> the tenant-days still missing run again (`healing`).
 """
 
 from datetime import UTC, datetime
@@ -16,7 +17,14 @@ from mlops_assets.automation.decisions import (
     partition_changes,
     rollback_requests,
 )
-from mlops_assets.automation.jobs import ingest_days_job, ingest_history_job, retrain_job, rollback_job
+from mlops_assets.automation.healing import cycle_retry_requests
+from mlops_assets.automation.jobs import (
+    daily_cycle_job,
+    ingest_days_job,
+    ingest_history_job,
+    retrain_job,
+    rollback_job,
+)
 from mlops_assets.partitions import TENANTS, TenantDayPartitions, tenant_partitions
 from mlops_assets.resources import MonitoringPolicyResource, TenantRegistryResource
 
@@ -50,7 +58,8 @@ def tenant_registry_sensor(context: dg.SensorEvaluationContext, tenants: TenantR
 )  # fmt: skip
 def onboarding_sensor(context: dg.SensorEvaluationContext, tenants: TenantRegistryResource):
     first_day = TenantDayPartitions.of(context.repository_def).first_day
-    requests, notes = onboarding_requests(context.instance, tenants.registry(), datetime.now(UTC).date(), first_day)
+    now = datetime.now(UTC)
+    requests, notes = onboarding_requests(context.instance, tenants.registry(), now.date(), first_day, now=now)
     for note in notes:
         context.log.warning(note)
     return requests or dg.SkipReason("; ".join(notes) or "every active tenant is onboarded")
@@ -78,3 +87,16 @@ def drift_retrain_sensor(
 def rollback_sensor(context: dg.SensorEvaluationContext):
     requests, cursor = rollback_requests(context.instance, int(context.cursor or 0))
     return dg.SensorResult(run_requests=requests, cursor=str(cursor))
+
+
+@dg.sensor(
+    jobs=[daily_cycle_job, retrain_job], minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Failed daily cycles and weekly retrains run again for the tenant-days still missing (backoff, cap; "
+    "a permanent failure waits for the tenant to change).",
+)  # fmt: skip
+def healing_sensor(context: dg.SensorEvaluationContext, tenants: TenantRegistryResource):
+    first_day = TenantDayPartitions.of(context.repository_def).first_day
+    requests, notes = cycle_retry_requests(context.instance, tenants.registry(), first_day, datetime.now(UTC))
+    for note in notes:
+        context.log.warning(note)
+    return requests or dg.SkipReason("; ".join(notes) or "no failed tenant-day")

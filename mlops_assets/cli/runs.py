@@ -238,11 +238,12 @@ def backfill(
     window's days before --from, first model at the day before). Then each day gets the daily cycle
     (ingest, features, predictions, drift, realized performance), the weekly retrain on Sundays'
     cutoffs, and the drift retrains and rollbacks the sensors ask for. The predictions of --to end in
-    the warehouse.
+    the warehouse. It counts as `mlops tenants retry TENANT`: failed onboarding steps and days are
+    retried now, whatever held them.
     """
     try:
         validate_tenant_id(tenant_id)
-        registry().get(tenant_id)
+        registry().touch(tenant_id)
     except (InvalidTenantId, RegistryError) as exc:
         fail(str(exc))
     first = _day(from_date, date.today())

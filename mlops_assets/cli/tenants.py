@@ -150,6 +150,20 @@ def tenants_resume(tenant_id: str):
     _set_status(tenant_id, "active")
 
 
+@app.command("retry")
+def tenants_retry(tenant_id: str):
+    """Retry a tenant's failed work now: after fixing the cause of a permanent failure (token, shop URL) or of
+    one that "needs attention", the next sensor tick (or `mlops backfill`) runs it again."""
+    try:
+        registry().touch(tenant_id)
+    except (InvalidTenantId, RegistryError) as exc:
+        fail(str(exc))
+    console.print(
+        f"{tenant_id}: earlier failures no longer hold its retries; the daemon retries its failed onboarding "
+        f"steps and days within minutes (or now: `mlops backfill {tenant_id} --from DAY`)"
+    )
+
+
 @app.command("monitoring")
 def tenants_monitoring(
     tenant_id: str,

@@ -24,8 +24,22 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 250
 
 
+# The shop refuses this tenant's settings (token, scopes, shop URL, API version): no retry helps until they change.
+SETTINGS_REJECTED = frozenset({401, 403, 404})
+
+
 class ShopApiError(RuntimeError):
-    """A response that retrying cannot fix (bad token, unknown shop, rejected request)."""
+    """A request the client gave up on: a response retrying cannot fix (bad token, unknown shop, rejected
+    request; `status` is its HTTP status) or a server that kept failing past the retry budget (`status` None)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        """True when only a change of the tenant's settings can fix it; later retries of the run cannot."""
+        return self.status in SETTINGS_REJECTED
 
 
 class _Retryable(Exception):
@@ -123,7 +137,7 @@ class ShopifyClient:
             stats.server_errors += 1
             raise _Retryable(f"HTTP {response.status_code}")
         if response.status_code >= 400:
-            raise ShopApiError(self._explain(response))
+            raise ShopApiError(self._explain(response), response.status_code)
         try:
             response.json()
         except ValueError:

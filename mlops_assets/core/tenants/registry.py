@@ -183,6 +183,11 @@ class TenantRegistry:
             raise RegistryError(str(exc)) from exc
         return self._update(tenant_id, monitoring={name: getattr(typed, name) for name in overrides})
 
+    def touch(self, tenant_id: str) -> Tenant:
+        """Mark the tenant as changed (`updated_at` moves): retries held on its earlier failures (permanent, or
+        past the cap) start again, as after any change of its settings (core/tenants/retries.py)."""
+        return self._update(tenant_id)
+
     def _update(self, tenant_id: str, **changes) -> Tenant:
         tenant = _validated(Tenant(**{**asdict(self.get(tenant_id)), **changes}))
         with self.engine.begin() as conn:

@@ -1,0 +1,57 @@
+"""Attempts of a piece of work as the instance records them: failed runs, when they ended, how they failed
+for a tenant, and the run key of the next attempt (so a retry is never blocked by the spent key of the
+attempt before it, and the daemon and a replay never run the same attempt twice)."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from mlops_assets.batching import FAILED_TENANT, FAILURE_KIND
+from mlops_assets.core.tenants.retries import Failure, FailureKind
+
+FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+# A failure's reason as shown in notes: the first line of the step's error, this long at most.
+REASON_CHARS = 300
+
+
+def attempt_run_key(base: str, attempt: int) -> str:
+    """The first attempt keeps the plain key (as runs before retries existed); later ones carry their number."""
+    return base if attempt == 1 else f"{base}-attempt{attempt}"
+
+
+class RunFailures:
+    """How failed runs failed, read once per run from its step failure events (cached for one decision)."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance = instance
+        self._by_run: dict[str, tuple[datetime, dict[str, FailureKind], str]] = {}
+
+    def _read(self, record: dg.RunRecord) -> tuple[datetime, dict[str, FailureKind], str]:
+        run_id = record.dagster_run.run_id
+        if run_id not in self._by_run:
+            ended = datetime.fromtimestamp(record.end_time, UTC) if record.end_time else record.update_timestamp
+            kinds: dict[str, FailureKind] = {}
+            reasons: list[str] = []
+            events = self.instance.all_logs(
+                run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+            )
+            for event in events:
+                dagster_event = event.dagster_event
+                if dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE:
+                    reasons.append(dagster_event.message or "run failed")
+                    continue
+                data = dagster_event.step_failure_data
+                user = data.user_failure_data
+                metadata = {key: value.value for key, value in (user.metadata if user else {}).items()}
+                if FAILED_TENANT in metadata:
+                    kinds[metadata[FAILED_TENANT]] = FailureKind(metadata.get(FAILURE_KIND, FailureKind.TRANSIENT))
+                reasons.insert(0, (user.description if user else None) or (data.error.message if data.error else ""))
+            reason = next((r for r in reasons if r), str(record.dagster_run.status.value).lower())
+            self._by_run[run_id] = (ended.astimezone(UTC), kinds, reason.strip().splitlines()[0][:REASON_CHARS])
+        return self._by_run[run_id]
+
+    def of(self, record: dg.RunRecord, tenant_id: str) -> Failure:
+        """The run's failure for `tenant_id`: permanent only when a step failed permanently for this tenant;
+        a tenant that failed because another tenant of its run did is a transient failure."""
+        ended, kinds, reason = self._read(record)
+        return Failure(ended, kinds.get(tenant_id, FailureKind.TRANSIENT), reason)
