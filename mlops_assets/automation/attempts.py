@@ -19,6 +19,14 @@ def attempt_run_key(base: str, attempt: int) -> str:
     return base if attempt == 1 else f"{base}-attempt{attempt}"
 
 
+def _innermost(data) -> str:
+    """The user's exception under Dagster's wrappers: the message that names the tenant and the fix."""
+    error = data.error
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message if error else ""
+
+
 class RunFailures:
     """How failed runs failed, read once per run from its step failure events (cached for one decision)."""
 
@@ -45,7 +53,8 @@ class RunFailures:
                 metadata = {key: value.value for key, value in (user.metadata if user else {}).items()}
                 if FAILED_TENANT in metadata:
                     kinds[metadata[FAILED_TENANT]] = FailureKind(metadata.get(FAILURE_KIND, FailureKind.TRANSIENT))
-                reasons.insert(0, (user.description if user else None) or (data.error.message if data.error else ""))
+                message = (user.description if user else None) or _innermost(data)
+                reasons.insert(0, f"{dagster_event.step_key}: {message}")
             reason = next((r for r in reasons if r), str(record.dagster_run.status.value).lower())
             self._by_run[run_id] = (ended.astimezone(UTC), kinds, reason.strip().splitlines()[0][:REASON_CHARS])
         return self._by_run[run_id]

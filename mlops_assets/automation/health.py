@@ -1,10 +1,12 @@
 """Fleet health: the facts of every tenant gathered from the registry, the warehouse and the Dagster instance,
 their states (`core.tenants.health`), and the sensor that alerts once per state change.
 
-Gathering is a fixed number of queries whatever the fleet's size: the registry, one grouped warehouse
-query, the production decisions, the runs of the last `LOOKBACK`, the onboarding runs of tenants not yet
-onboarded, and the failure events of the newest failed run per tenant (a run shared by many tenants is
-read once).
+Gathering costs a fixed number of queries plus one per failed run, whatever the fleet's size: the
+registry, one grouped warehouse query, the production decisions, the runs of the last `LOOKBACK`, the
+onboarding runs of tenants not yet onboarded, and the failure events of each failed run in the lookback
+(read once however many tenants it covered; `automation.attempts.RunFailures`, which the healing sensor
+reads too). The retry policy the healing sensor follows gives each failing tenant its next retry, or
+holds it as needing attention.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from mlops_assets.automation.attempts import RunFailures
 from mlops_assets.automation.decisions import IN_PROGRESS, onboarded_tenants
 from mlops_assets.automation.jobs import ONBOARDING_TAG, STAGE_TAG, TENANT_TAG
 from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 from mlops_assets.core.tenants.health import RunFailure, TenantFacts, TenantState, health_events, tenant_state
 from mlops_assets.core.tenants.registry import TenantRegistry
+from mlops_assets.core.tenants.retries import DEFAULT_POLICY, RetryState
 from mlops_assets.core.warehouse.prediction_store import latest_prediction_days
 from mlops_assets.partitions import TENANTS
 from mlops_assets.resources import TenantRegistryResource, WebhookResource
@@ -41,20 +45,6 @@ def tenants_of_run(run: dg.DagsterRun, ordered: list[str]) -> list[str]:
             return ordered[ordered.index(low) : ordered.index(high) + 1]
     partition = run.tags.get(PARTITION_NAME_TAG)
     return [partition.split("|")[-1]] if partition else []
-
-
-def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
-    """The first failed step and its innermost error (the user's exception, not Dagster's wrapper), else the
-    run's own failure message (a run worker that died, a launch that failed)."""
-    events = instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE})
-    for entry in events:
-        event = entry.dagster_event
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            while error.cause is not None:
-                error = error.cause
-            return f"{event.step_key}: {error.message.strip().splitlines()[0]}"
-    return next((entry.dagster_event.message or "run failed" for entry in events), "run failed (no failure event)")
 
 
 def _onboarding_steps(instance: dg.DagsterInstance, tenant_ids: list[str]) -> dict[str, str]:
@@ -90,25 +80,25 @@ def gather_facts(
                 settled.add(tenant_id)
             elif run.status == dg.DagsterRunStatus.FAILURE:
                 failed[tenant_id].append(record)
-    reasons: dict[str, str] = {}
-    facts = []
+    run_failures, facts = RunFailures(instance), []
     for tenant in tenants:
         records = failed.get(tenant.tenant_id, [])
-        if records and records[0].dagster_run.run_id not in reasons:
-            reasons[records[0].dagster_run.run_id] = failure_reason(instance, records[0].dagster_run.run_id)
+        attempts = [run_failures.of(record, tenant.tenant_id) for record in records]
         failures = tuple(
             RunFailure(
-                record.dagster_run.run_id,
-                record.dagster_run.tags.get(STAGE_TAG, record.dagster_run.job_name),
-                datetime.fromtimestamp(record.end_time or record.create_timestamp.timestamp(), UTC),
-                reasons.get(record.dagster_run.run_id, ""),
+                record.dagster_run.run_id, record.dagster_run.tags.get(STAGE_TAG, record.dagster_run.job_name),
+                attempt.ended_at, attempt.reason,
             )
-            for record in records
-        )
+            for record, attempt in zip(records, attempts, strict=True)
+        )  # fmt: skip
+        # The same policy the healing sensor follows: when the next retry is due, or that none will come.
+        retry = DEFAULT_POLICY.decide(attempts, tenant.updated_at, now) if attempts else None
+        held = retry is not None and retry.state in (RetryState.PERMANENT, RetryState.NEEDS_ATTENTION)
         facts.append(
             TenantFacts(
                 tenant.tenant_id, tenant.status, tenant.zone, tenant.tenant_id in onboarded,
                 steps.get(tenant.tenant_id), latest.get(tenant.tenant_id), failures, tenant.tenant_id in running,
+                next_retry=retry.next_retry if retry and not held else None, retries_exhausted=held,
             )
         )  # fmt: skip
     return facts
