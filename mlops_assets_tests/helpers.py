@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 import time
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from mlops_assets.core.lake import files as lake
@@ -84,3 +87,37 @@ def scored(served, day=TEST_END, run_id="run-1"):
     from mlops_assets.core.ml.scoring import score_snapshot
 
     return score_snapshot(served["model"], served["snapshot"], day, "sha256:features", run_id, served["created"])
+
+
+class WebhookReceiver:
+    """An operator webhook on loopback that keeps every event posted to it, in order."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        events = self.events
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/hook"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def mlops(*args):
+    """The `mlops` command line, in this process, as a user would call it."""
+    from typer.testing import CliRunner
+
+    from mlops_assets.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)

@@ -10,17 +10,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 import requests
-from typer.testing import CliRunner
 
-from mlops_assets.cli import app
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
-from mlops_assets_tests.helpers import free_port, wait_until
-
-runner = CliRunner()
-
-
-def mlops(*args):
-    return runner.invoke(app, list(args), catch_exceptions=False)
+from mlops_assets_tests.helpers import free_port, mlops, wait_until
 
 
 def partitions(home):

@@ -10,22 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from typer.testing import CliRunner
 
 from mlops_assets.automation.jobs import ATTEMPT_TAG, DAILY_ASSETS, ONBOARDING_TAG, STAGE_TAG
-from mlops_assets.cli import app
 from mlops_assets.core.tenants.retries import DEFAULT_POLICY
 from mlops_assets.definitions import defs
 from mlops_assets.partitions import TenantDayPartitions
+from mlops_assets_tests.helpers import mlops
 
 WINDOW = TenantDayPartitions.of(defs())
 LAST = WINDOW.last_day
 TENANT, TOKEN = "healco", "shpat_right"
-runner = CliRunner()
-
-
-def mlops(*args):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 class Clock:

@@ -2,9 +2,7 @@
 the health sensor's webhook events (once per state change)."""
 
 import json
-import threading
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pandas as pd
@@ -12,7 +10,7 @@ import pytest
 
 from mlops_assets.core.warehouse.engine import PREDICTION_COLUMNS
 from mlops_assets.core.warehouse.prediction_store import write_partition
-from mlops_assets_tests.test_cli import mlops
+from mlops_assets_tests.helpers import WebhookReceiver, mlops
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 
@@ -72,25 +70,11 @@ def test_status_shows_each_state_and_alerts_by_exit_code(mlops_home):
     assert mlops("status").exit_code == 0  # healthy and paused tenants only
 
 
-class _Hooks(BaseHTTPRequestHandler):
-    events: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server API
-        type(self).events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    _Hooks.events = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
 
 
 def test_the_health_sensor_alerts_once_per_state_change(mlops_home, webhook):
@@ -101,7 +85,10 @@ def test_the_health_sensor_alerts_once_per_state_change(mlops_home, webhook):
     add_file_tenant(mlops_home, "acme")
     onboard("acme")
     predicted(warehouse, "acme", YESTERDAY - timedelta(days=3))
-    resources = {"tenants": TenantRegistryResource(warehouse_url=warehouse), "webhook": WebhookResource(url=webhook)}
+    resources = {
+        "tenants": TenantRegistryResource(warehouse_url=warehouse),
+        "webhook": WebhookResource(url=webhook.url),
+    }
 
     def tick(cursor):
         with dg.DagsterInstance.get() as instance:
@@ -110,10 +97,10 @@ def test_the_health_sensor_alerts_once_per_state_change(mlops_home, webhook):
 
     cursor = tick(None)
     assert json.loads(cursor) == {"acme": "stale"}
-    assert [(e["kind"], e["tenant_id"]) for e in _Hooks.events] == [("stale", "acme")]
-    assert tick(cursor) == cursor and len(_Hooks.events) == 1  # unchanged: quiet
+    assert [(e["kind"], e["tenant_id"]) for e in webhook.events] == [("stale", "acme")]
+    assert tick(cursor) == cursor and len(webhook.events) == 1  # unchanged: quiet
     predicted(warehouse, "acme", YESTERDAY)
     cursor = tick(cursor)
-    assert [e["kind"] for e in _Hooks.events] == ["stale", "recovered"] and json.loads(cursor) == {"acme": "healthy"}
+    assert [e["kind"] for e in webhook.events] == ["stale", "recovered"] and json.loads(cursor) == {"acme": "healthy"}
     tick(cursor)
-    assert len(_Hooks.events) == 2
+    assert len(webhook.events) == 2

@@ -2,10 +2,7 @@
 promoted, a planted bad model is rolled back, and the sensors keep their cooldown and run keys. One simulated
 calendar (the daemon's decisions replayed day by day by `Automation`), shared by the tests of this module."""
 
-import json
-import threading
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
@@ -13,6 +10,7 @@ import pytest
 from mlops_assets.definitions import defs
 from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets_tests.helpers import WebhookReceiver
 
 # The tests' partition window is 14 days: onboarding on its first day, drift two days later, a bad model
 # planted a horizon (7 days) before the end. Weekly retrains are off so the sensors alone act.
@@ -21,18 +19,6 @@ LAST, START = WINDOW.last_day, WINDOW.first_day
 DRIFT_DAY = START + timedelta(days=2)
 PLANTED_ON = LAST - timedelta(days=7)
 TENANT = "driftco"
-
-
-class _Hooks(BaseHTTPRequestHandler):
-    events: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server API
-        type(self).events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 def _plant_bad_model(settings):
@@ -65,9 +51,7 @@ def calendar(tmp_path_factory):
     home = tmp_path_factory.mktemp("calendar") / "mlops"
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    _Hooks.events = []
-    hooks = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hooks = WebhookReceiver()
     drift = DriftScenario(DRIFT_DAY, rate_factor=0.4, value_factor=10.0)
     shop = SyntheticShop(ShopSpec(TENANT, customers=2000, seed=7, end=LAST, history_days=450, drift=drift))
     emulator = ShopApiEmulator(
@@ -79,7 +63,7 @@ def calendar(tmp_path_factory):
         env.setenv("MLOPS_HOME", str(home))
         env.setenv("DAGSTER_HOME", str(home / "dagster"))
         env.setenv("DRIFTCO_TOKEN", "shpat_test")
-        env.setenv("MLOPS_WEBHOOK_URL", f"http://127.0.0.1:{hooks.server_port}/hook")
+        env.setenv("MLOPS_WEBHOOK_URL", hooks.url)
         settings = Settings.from_env()
         cli.registry().add(
             Tenant(TENANT, "Drift Co", "shopify", shopify_settings(emulator.shop_url(TENANT), "DRIFTCO_TOKEN"),
@@ -101,7 +85,7 @@ def calendar(tmp_path_factory):
                     instance.add_dynamic_partitions("tenants", [TENANT])
             automation = cli.build_automation([TENANT], instance, weekly_retrain=False)
             automation.onboard(START + timedelta(days=1))
-            onboarded = dict(runs=automation.runs_by_stage(), events=list(_Hooks.events))
+            onboarded = dict(runs=automation.runs_by_stage(), events=list(hooks.events))
             planted = None
             day = START
             while day <= LAST:
@@ -111,11 +95,10 @@ def calendar(tmp_path_factory):
                 day += timedelta(days=1)
             yield {
                 "settings": settings, "instance": instance, "automation": automation, "first_tick": first_tick,
-                "onboarded": onboarded, "planted": planted, "events": _Hooks.events, "resources": resources,
+                "onboarded": onboarded, "planted": planted, "events": hooks.events, "resources": resources,
             }  # fmt: skip
     emulator.stop()
-    hooks.shutdown()
-    hooks.server_close()
+    hooks.stop()
 
 
 def _history(instance, asset: str) -> list[tuple[str, dict]]:

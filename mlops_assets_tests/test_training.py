@@ -6,21 +6,14 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from mlops_assets.cli import app
 from mlops_assets.definitions import defs
 from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
+from mlops_assets_tests.helpers import mlops
 
-runner = CliRunner()
 WINDOW = TenantDayPartitions.of(defs())
 LAST = WINDOW.last_day
-
-
-def mlops(*args):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    return result
 
 
 @pytest.fixture
