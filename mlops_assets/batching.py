@@ -121,6 +121,8 @@ def by_partition(keys: Sequence[str], value: Any, owner: str) -> dict[str, Any]:
 
 
 FAILURE_KIND, FAILED_TENANT, FAILED_TENANTS, FAILURE = "failure_kind", "tenant", "failed_tenants", "failure"
+# On a partition skipped because an upstream asset failed for it in this run: that asset.
+FAILED_UPSTREAM = "failed_upstream"
 
 
 @dataclass(frozen=True)
@@ -130,15 +132,20 @@ class PartitionFailure:
     tenant_id: str
     reason: str
     kind: FailureKind
+    upstream: str | None = None
 
 
 def _tenant_of(key: str) -> str:
     return tenant_and_day(key)[0] if "|" in key else validate_tenant_id(key)
 
 
-def failure_observation(asset_key: dg.AssetKey, key: str, reason: str, kind: FailureKind) -> dg.AssetObservation:
+def failure_observation(
+    asset_key: dg.AssetKey, key: str, reason: str, kind: FailureKind, upstream: str | None = None
+) -> dg.AssetObservation:
     """The event that marks a partition failed in this run; the step, its downstream steps and the verdict read it."""
     metadata = {FAILURE: reason, FAILED_TENANT: _tenant_of(key), FAILURE_KIND: kind.value}
+    if upstream is not None:
+        metadata[FAILED_UPSTREAM] = upstream
     return dg.AssetObservation(asset_key=asset_key, partition=key, metadata=metadata)
 
 
@@ -154,7 +161,10 @@ def failures_in_run(
             continue
         metadata = {key: value.value for key, value in observation.metadata.items()}
         failed.setdefault(observation.asset_key, {})[observation.partition] = PartitionFailure(
-            metadata[FAILED_TENANT], metadata[FAILURE], FailureKind(metadata[FAILURE_KIND])
+            metadata[FAILED_TENANT],
+            metadata[FAILURE],
+            FailureKind(metadata[FAILURE_KIND]),
+            metadata.get(FAILED_UPSTREAM),
         )
     return failed
 
@@ -276,10 +286,10 @@ class Batch:
         """An input loaded for this run's partitions, by partition key (without those failed upstream)."""
         return by_partition(self.keys, value, self.context.asset_key.to_user_string())
 
-    def fail(self, partition: Partition, reason: str, kind: FailureKind) -> None:
+    def fail(self, partition: Partition, reason: str, kind: FailureKind, upstream: str | None = None) -> None:
         """Mark a partition failed: not written, its reason on the partition, named by the run's verdict."""
         self.failed[partition.key] = reason
-        self.context.log_event(failure_observation(self.context.asset_key, partition.key, reason, kind))
+        self.context.log_event(failure_observation(self.context.asset_key, partition.key, reason, kind, upstream))
         partition.log(f"FAILED {reason}", notable=True)
 
     def run(self, step: Callable[[Partition], Any]) -> dict[str, Any]:
@@ -297,7 +307,7 @@ class Batch:
                 reason = (
                     f"tenant {partition.tenant_id} {key}: upstream `{failed_upstream}` failed (fix: see its failure)"
                 )
-                self.fail(partition, reason, FailureKind.TRANSIENT)
+                self.fail(partition, reason, FailureKind.TRANSIENT, failed_upstream)
                 continue
             try:
                 value = step(partition)
@@ -387,18 +397,24 @@ def run_verdict(assets: Iterable[dg.AssetKey]) -> dg.AssetChecksDefinition:
 
 
 def verdict_failure(failed: Mapping[dg.AssetKey, Mapping[str, PartitionFailure]]) -> dg.Failure:
-    """The run's failure: every failed tenant-day with its cause, each tenant's failure kind as metadata."""
+    """The run's failure: every failed tenant-day with its cause (the skipped downstream partitions counted
+    after them), each tenant's failure kind as metadata."""
     kinds: dict[str, str] = {}
-    entries = []
+    causes, skipped = [], 0
     for asset_key, failures in sorted(failed.items()):
         for key, failure in sorted(failures.items()):
-            entries.append(f"{asset_key.to_user_string()} {key}: {failure.reason}")
+            if failure.upstream is None:
+                causes.append(f"{asset_key.to_user_string()} {key}: {failure.reason}")
+            else:
+                skipped += 1
             if kinds.get(failure.tenant_id) != FailureKind.PERMANENT.value:
                 kinds[failure.tenant_id] = failure.kind.value
     keys = sorted({key for failures in failed.values() for key in failures})
+    downstream = f"; {skipped} downstream partitions skipped" if skipped else ""
     return dg.Failure(
         description=f"{len(keys)} tenant-days failed ({', '.join(keys[:NAMED_FAILURES])}); "
-        + "; ".join(entries[:NAMED_FAILURES]),
+        + "; ".join(causes[:NAMED_FAILURES])
+        + downstream,
         metadata={FAILED_TENANTS: dg.MetadataValue.json(kinds), "failed_partitions": keys[:NAMED_FAILURES]},
         allow_retries=False,
     )

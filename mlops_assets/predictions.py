@@ -31,6 +31,7 @@ def predictions(
     policy: ModelPolicyResource,
 ):
     from mlops_assets.core.ml.scoring import NoProductionModel, load_served_model, prediction_problems, score_snapshot
+    from mlops_assets.core.ml.tracking import PRODUCTION
 
     registry, created_at = models.registry(), datetime.now(UTC)
     batch = Batch(context, CHECKS)
@@ -42,6 +43,13 @@ def predictions(
             return load_served_model(registry, tenant_id)
         except NoProductionModel as exc:
             raise dg.Failure(str(exc), metadata={"tenant": tenant_id}) from exc
+        except Exception as exc:
+            version = registry.alias_version(tenant_id, PRODUCTION).version
+            raise dg.Failure(
+                f"tenant {tenant_id}: the production model v{version} could not be loaded ({exc}) "
+                f"(fix: `mlops models rollback {tenant_id}`, or retrain with `mlops train --tenant {tenant_id}`)",
+                metadata={"tenant": tenant_id},
+            ) from exc
 
     def score(part: Partition) -> pd.DataFrame:
         model, snapshot = served(part.tenant_id), snapshots[part.key]
