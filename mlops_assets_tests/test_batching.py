@@ -183,3 +183,52 @@ def test_the_window_comes_from_the_definitions_not_from_import_time(monkeypatch)
         window = TenantDayPartitions.of(build_defs(Settings.from_env()))
         assert len(window.daily.get_partition_keys()) == days
         assert window.last_day - window.first_day == timedelta(days=days - 1)
+
+
+class _FailingWriteIOManager(dg.IOManager):
+    """Writes every partition but globex's, whose write raises (a full disk, a lost connection)."""
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        from mlops_assets.batching import write_partitions
+
+        def write(key, value):
+            if key.endswith("|globex"):
+                raise OSError("disk full (fix: free space on the lake volume)")
+            return {"stored": value}
+
+        write_partitions(context, obj, write)
+
+    def load_input(self, context: dg.InputContext):
+        raise NotImplementedError
+
+
+def test_a_failed_write_fails_only_its_tenant_day():
+    from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, Batch, run_verdict
+
+    partitions = TenantDayPartitions.for_window(7, today=date(2026, 1, 20))
+
+    @dg.asset(**partitions.asset("sample", io_manager_key="io_manager"))
+    def sample(context: dg.AssetExecutionContext):
+        batch = Batch(context)
+        batch.run(lambda part: part.tenant_id)
+        yield from batch.results()
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS, ["acme", "globex"])
+    day = partitions.last_day
+    result = dg.materialize(
+        [sample, run_verdict([sample.key])],
+        instance=instance,
+        resources={"io_manager": _FailingWriteIOManager()},
+        tags={ASSET_PARTITION_RANGE_START_TAG: f"{day}|acme", ASSET_PARTITION_RANGE_END_TAG: f"{day}|globex"},
+        raise_on_error=False,
+    )
+    status = instance.get_status_by_partition(sample.key, [f"{day}|acme", f"{day}|globex"], partitions.tenant_day)
+    assert {key: value.value for key, value in status.items()} == {
+        f"{day}|acme": "MATERIALIZED",
+        f"{day}|globex": "FAILED",
+    }
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "run_verdict"
+    description = failure.step_failure_data.user_failure_data.description
+    assert f"sample {day}|globex: tenant globex {day}|globex: writing sample failed: disk full (fix:" in description
