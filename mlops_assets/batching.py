@@ -6,18 +6,28 @@ and takes one result per check and run. `Batch` turns that into one step call pe
 stage modules, and `check_result` is the one shape of a check's result: `partitions_checked`,
 `partitions_failed`, `failed_partitions` (keys to re-run) and `failures` (each with its problem).
 
-This is the only module that touches private Dagster APIs (the step's metadata accumulator, the run
-tags of partition ranges); mlops_assets_tests/test_batching.py names the Dagster version and the
-attribute when an upgrade moves one.
+A failure of one tenant stays with that tenant (issue 15): `Batch.run` records a failed partition (its
+reason as a failure observation on that partition) and skips the partitions whose upstream failed in
+this run; the step writes only the healthy ones, the IO managers log one materialization per written
+partition, and the `run_verdict` check fails the run naming every failed tenant-day, so Dagster shows
+exactly those partitions FAILED and backfills and the healing sensor retry exactly those.
+
+This is the only module that touches private Dagster APIs (the run tags of partition ranges, the
+output metadata key that suppresses automatic materializations, the data version tags);
+mlops_assets_tests/test_batching.py names the Dagster version and the attribute when an upgrade
+moves one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
+from dagster._core.definitions.source_asset import SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION
 
 # Dagster keeps these run tags in a private module; the rest of the project imports them from here.
 from dagster._core.storage.tags import (
@@ -34,7 +44,7 @@ from dagster._core.storage.tags import (
 )
 
 from mlops_assets.core.tenants.ids import validate_tenant_id
-from mlops_assets.core.tenants.retries import failure_kind
+from mlops_assets.core.tenants.retries import FailureKind, failure_kind
 from mlops_assets.partitions import tenant_and_day
 
 # A check result names at most this many failing partitions; its counts are always complete.
@@ -99,39 +109,116 @@ def check_result(check: Check, findings: Sequence[Finding]) -> dg.AssetCheckResu
 
 
 def by_partition(keys: Sequence[str], value: Any, owner: str) -> dict[str, Any]:
-    """A step's value as `{partition key: value}`: Dagster passes one partition's bare, many as a dict."""
+    """A step's value as `{partition key: value}`: Dagster passes one partition's bare, many as a dict; the
+    IO managers hand over only the partitions that did not fail upstream in this run."""
+    if isinstance(value, Mapping) and set(value) <= set(keys):
+        return dict(value)
     if len(keys) == 1:
         return {keys[0]: value}
-    if not isinstance(value, Mapping) or set(value) != set(keys):
-        raise dg.DagsterInvariantViolationError(
-            f"{owner}: a run over {len(keys)} partitions needs a dict with one value per partition key"
+    raise dg.DagsterInvariantViolationError(
+        f"{owner}: a run over {len(keys)} partitions needs a dict with one value per partition key"
+    )
+
+
+FAILURE_KIND, FAILED_TENANT, FAILED_TENANTS, FAILURE = "failure_kind", "tenant", "failed_tenants", "failure"
+# On a partition skipped because an upstream asset failed for it in this run: that asset.
+FAILED_UPSTREAM = "failed_upstream"
+
+
+@dataclass(frozen=True)
+class PartitionFailure:
+    """Why one partition of an asset failed in a run, as its failure observation records it."""
+
+    tenant_id: str
+    reason: str
+    kind: FailureKind
+    upstream: str | None = None
+
+
+def _tenant_of(key: str) -> str:
+    return tenant_and_day(key)[0] if "|" in key else validate_tenant_id(key)
+
+
+def failure_observation(
+    asset_key: dg.AssetKey, key: str, reason: str, kind: FailureKind, upstream: str | None = None
+) -> dg.AssetObservation:
+    """The event that marks a partition failed in this run; the step, its downstream steps and the verdict read it."""
+    metadata = {FAILURE: reason, FAILED_TENANT: _tenant_of(key), FAILURE_KIND: kind.value}
+    if upstream is not None:
+        metadata[FAILED_UPSTREAM] = upstream
+    return dg.AssetObservation(asset_key=asset_key, partition=key, metadata=metadata)
+
+
+def failures_in_run(
+    instance: dg.DagsterInstance, run_id: str, asset_keys: Iterable[dg.AssetKey]
+) -> dict[dg.AssetKey, dict[str, PartitionFailure]]:
+    """The partitions of these assets that failed in this run, from the run's own event log (one query):
+    a missing lake file says nothing, an older version of it may exist."""
+    wanted, failed = set(asset_keys), {}
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION):
+        observation = record.asset_observation
+        if observation is None or observation.asset_key not in wanted or FAILURE not in observation.metadata:
+            continue
+        metadata = {key: value.value for key, value in observation.metadata.items()}
+        failed.setdefault(observation.asset_key, {})[observation.partition] = PartitionFailure(
+            metadata[FAILED_TENANT],
+            metadata[FAILURE],
+            FailureKind(metadata[FAILURE_KIND]),
+            metadata.get(FAILED_UPSTREAM),
         )
-    return dict(value)
+    return failed
 
 
-def one_or_many(keys: Sequence[str], values: Mapping[str, Any]) -> Any:
-    """What Dagster expects for these keys: the bare value of one partition, the dict of many."""
-    return values[keys[0]] if len(keys) == 1 else dict(values)
+def _failed_upstream(key: str, upstream: Mapping[dg.AssetKey, Mapping[str, PartitionFailure]]) -> str | None:
+    """The upstream asset that failed for this partition (the same tenant-day, or the tenant of a per-tenant asset)."""
+    tenant_id = _tenant_of(key)
+    for asset_key, failures in sorted(upstream.items()):
+        if key in failures or tenant_id in failures:
+            return asset_key.to_user_string()
+    return None
 
 
-def add_partition_metadata(
-    context: dg.AssetExecutionContext | dg.OutputContext, partition_key: str, metadata: Mapping[str, Any]
+def healthy_input_keys(context: dg.InputContext) -> list[str]:
+    """The partitions of an input to load: those whose upstream asset did not fail in this run."""
+    step = context.step_context
+    upstream = failures_in_run(step.instance, step.run_id, [context.asset_key])
+    return [key for key in context.asset_partition_keys if _failed_upstream(key, upstream) is None]
+
+
+class PartitionValues(dict):
+    """What a step hands its IO manager: the healthy partitions' values, each with its metadata."""
+
+    def __init__(self, values: Mapping[str, Any], metadata: Mapping[str, Mapping[str, Any]]):
+        super().__init__(values)
+        self.metadata = metadata
+
+
+def materialization(asset_key: dg.AssetKey, key: str, metadata: Mapping[str, Any]) -> dg.AssetMaterialization:
+    """One partition's materialization; the content digest, when there is one, is its data version."""
+    digest = metadata.get("digest")
+    tags = {DATA_VERSION_TAG: str(digest), DATA_VERSION_IS_USER_PROVIDED_TAG: "true"} if digest else None
+    return dg.AssetMaterialization(asset_key=asset_key, partition=key, metadata=dict(metadata), tags=tags)
+
+
+def write_partitions(
+    context: dg.OutputContext, values: PartitionValues, write: Callable[[str, Any], Mapping[str, Any]]
 ) -> None:
-    """Metadata of one partition of a run over many (an asset's context or its IO manager's output context).
+    """`write(key, value)` per partition, then that partition's materialization; a failed write fails only
+    its tenant-day (the verdict names it), the other partitions are still written."""
+    for key, value in values.items():
+        try:
+            written = write(key, value)
+        except Exception as exc:
+            reason = f"tenant {_tenant_of(key)} {key}: writing {context.asset_key.to_user_string()} failed: {exc}"
+            context.log_event(failure_observation(context.asset_key, key, reason, failure_kind(exc)))
+            continue
+        context.log_event(materialization(context.asset_key, key, {**values.metadata.get(key, {}), **written}))
 
-    Dagster's `add_asset_metadata(partition_key=...)` validates the key by listing the run's partition
-    range: three storage queries per call, each O(tenants) (43 ms a call at 10 tenants on PostgreSQL,
-    6 of every 42 s of a daily cycle). The keys here come from the run's own range, so the step's
-    metadata accumulator takes them directly.
-    """
-    step = (
-        context.step_context
-        if isinstance(context, dg.OutputContext)
-        else context.op_execution_context._step_execution_context
-    )
-    step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(
-        asset_key=context.asset_key, metadata=metadata, partition_key=partition_key
-    )
+
+def suppressed_materializations() -> dict[str, Any]:
+    """Output metadata that keeps Dagster from materializing every partition of the run, failed ones included:
+    the IO managers log each written partition's materialization instead."""
+    return {SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True}
 
 
 class Partition:
@@ -143,6 +230,7 @@ class Partition:
             self.tenant_id, self.day = tenant_and_day(key)
         else:
             self.tenant_id, self.day = validate_tenant_id(key), None
+        self.blocked: list[str] = []
 
     def check(
         self,
@@ -151,11 +239,14 @@ class Partition:
         metadata: Mapping[str, Any] | None = None,
         label: str | None = None,
     ) -> None:
-        """Record a check of this partition (`problem` None: passed); `label` names a part of it."""
+        """Record a check of this partition (`problem` None: passed); `label` names a part of it. A failed
+        blocking check keeps this partition from being written."""
         self.batch.findings[name].append(Finding(label or self.key, problem, metadata or {}))
+        if problem is not None and self.batch.checks[name].blocking:
+            self.blocked.append(f"{name}: {problem}")
 
     def add_metadata(self, metadata: Mapping[str, Any]) -> None:
-        add_partition_metadata(self.batch.context, self.key, metadata)
+        self.batch.metadata.setdefault(self.key, {}).update(metadata)
 
     def upstream_metadata(self, asset: str) -> dict:
         """The latest materialization metadata of this partition of an upstream asset (e.g. its data digest)."""
@@ -173,23 +264,10 @@ class Partition:
             self.batch.context.log.info(f"[{self.position}/{total}] {message}")
 
 
-FAILURE_KIND, FAILED_TENANT = "failure_kind", "tenant"
-
-
-def partition_failure(partition: Partition, error: Exception) -> dg.Failure:
-    """The step's failure with the tenant, the partition and the failure's kind (transient or permanent) as
-    metadata: the retry decisions read them from the step's failure event instead of parsing messages."""
-    metadata = dict(error.metadata) if isinstance(error, dg.Failure) else {}
-    description = error.description if isinstance(error, dg.Failure) else str(error)
-    return dg.Failure(
-        description=description or type(error).__name__,
-        metadata={
-            **metadata,
-            FAILED_TENANT: partition.tenant_id,
-            "partition": partition.key,
-            FAILURE_KIND: failure_kind(error).value,
-        },
-    )
+def _reason(partition: Partition, error: Exception) -> str:
+    """The error's message (it names the cause and the fix), prefixed by the tenant-day unless it names the tenant."""
+    message = (error.description if isinstance(error, dg.Failure) else str(error)) or type(error).__name__
+    return message if partition.tenant_id in message else f"tenant {partition.tenant_id} {partition.key}: {message}"
 
 
 class Batch:
@@ -201,40 +279,142 @@ class Batch:
         self.checks = {check.name: check for check in checks}
         self.findings: dict[str, list[Finding]] = {check.name: [] for check in checks}
         self.values: dict[str, Any] = {}
+        self.metadata: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, str] = {}
 
     def inputs(self, value: Any) -> dict[str, Any]:
-        """An input loaded for this run's partitions, by partition key."""
+        """An input loaded for this run's partitions, by partition key (without those failed upstream)."""
         return by_partition(self.keys, value, self.context.asset_key.to_user_string())
+
+    def fail(self, partition: Partition, reason: str, kind: FailureKind, upstream: str | None = None) -> None:
+        """Mark a partition failed: not written, its reason on the partition, named by the run's verdict."""
+        self.failed[partition.key] = reason
+        self.context.log_event(failure_observation(self.context.asset_key, partition.key, reason, kind, upstream))
+        partition.log(f"FAILED {reason}", notable=True)
 
     def run(self, step: Callable[[Partition], Any]) -> dict[str, Any]:
         """The partition loop: `step` once per partition in key order; it returns that partition's value.
 
-        Every partition passes through here, so this is where a failure of one tenant can be confined
-        to that tenant's partitions.
+        A failure is confined to its partition: an error, or a failed blocking check, marks it failed, and a
+        partition whose upstream failed in this run is skipped without calling `step`.
         """
+        upstream_keys = self.context.assets_def.asset_deps[self.context.asset_key]
+        upstream = failures_in_run(self.context.instance, self.context.run.run_id, upstream_keys)
         for position, key in enumerate(self.keys, start=1):
             partition = Partition(self, key, position)
+            failed_upstream = _failed_upstream(key, upstream)
+            if failed_upstream is not None:
+                reason = (
+                    f"tenant {partition.tenant_id} {key}: upstream `{failed_upstream}` failed (fix: see its failure)"
+                )
+                self.fail(partition, reason, FailureKind.TRANSIENT, failed_upstream)
+                continue
             try:
-                self.values[key] = step(partition)
+                value = step(partition)
             except Exception as exc:
-                raise partition_failure(partition, exc) from exc
+                self.fail(partition, _reason(partition, exc), failure_kind(exc))
+                continue
+            if partition.blocked:
+                gates = "; ".join(partition.blocked)
+                self.fail(
+                    partition,
+                    f"tenant {partition.tenant_id} {key}: blocking gate failed: {gates}",
+                    FailureKind.TRANSIENT,
+                )
+                continue
+            self.values[key] = value
         return self.values
 
     def output(self) -> dg.Output:
-        return dg.Output(one_or_many(self.keys, self.values))
+        return dg.Output(PartitionValues(self.values, self.metadata), metadata=suppressed_materializations())
+
+    def materialize_result(self) -> dg.MaterializeResult:
+        """For a step that writes its own files: each healthy partition's materialization, then the checks."""
+        for key in self.keys:
+            if key not in self.failed:
+                self.context.log_event(materialization(self.context.asset_key, key, self.metadata.get(key, {})))
+        return dg.MaterializeResult(check_results=self.check_results(), metadata=suppressed_materializations())
 
     def check_results(self) -> list[dg.AssetCheckResult]:
-        return [check_result(check, self.findings[name]) for name, check in self.checks.items()]
-
-    def failures(self) -> dict[str, list[str]]:
-        """`label: problem` of every failed finding, by check (only checks that failed)."""
-        failed = {
-            name: [f"{finding.label}: {finding.problem}" for finding in findings if finding.problem is not None]
-            for name, findings in self.findings.items()
-        }
-        return {name: entries for name, entries in failed.items() if entries}
+        """One result per check; a failed blocking check is reported as a warning: its partitions were
+        withheld (the verdict fails them), the step goes on for the others."""
+        return [
+            check_result(
+                dataclasses.replace(check, severity=dg.AssetCheckSeverity.WARN) if check.blocking else check,
+                self.findings[name],
+            )
+            for name, check in self.checks.items()
+        ]
 
     def results(self) -> Iterator[dg.Output | dg.AssetCheckResult]:
         """The output, then every check's result: what a step over a batch yields."""
         yield self.output()
         yield from self.check_results()
+
+
+VERDICT = "tenant_days_succeeded"
+
+
+def run_verdict(assets: Iterable[dg.AssetKey]) -> dg.AssetChecksDefinition:
+    """One step per run, after the assets it selects: fails the run naming every failed tenant-day, so Dagster
+    shows those partitions FAILED (planned, not materialized) while the healthy ones are materialized.
+
+    A check step instead of a failing asset step: downstream steps of a failed step are skipped on every
+    executor (only the in-process and multiprocess executors can be told otherwise, not `execute_in_process`
+    nor Celery), and one subsettable check adds one step per run, not one per asset.
+    """
+    specs = [
+        dg.AssetCheckSpec(
+            VERDICT,
+            asset=asset,
+            description="Every tenant-day of the run was written; a failure "
+            "names each failed tenant-day, its cause and the fix",
+        )
+        for asset in assets
+    ]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name="run_verdict")
+    def _verdict(context):  # an AssetCheckExecutionContext (a string annotation here, which Dagster rejects)
+        selected = sorted(context.selected_asset_check_keys)
+        failed = failures_in_run(context.instance, context.run.run_id, [key.asset_key for key in selected])
+        for check_key in selected:
+            own = failed.get(check_key.asset_key, {})
+            yield dg.AssetCheckResult(
+                asset_key=check_key.asset_key,
+                check_name=VERDICT,
+                passed=not own,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=f"{len(own)} partitions failed" if own else "every partition of the run was written",
+                metadata={
+                    "partitions_failed": len(own),
+                    "failures": [f"{key}: {failure.reason}" for key, failure in sorted(own.items())[:NAMED_FAILURES]],
+                },
+            )
+        if failed:
+            raise verdict_failure(failed)
+
+    return _verdict
+
+
+def verdict_failure(failed: Mapping[dg.AssetKey, Mapping[str, PartitionFailure]]) -> dg.Failure:
+    """The run's failure: every failed tenant-day with its cause (the skipped downstream partitions counted
+    after them), each tenant's failure kind as metadata."""
+    kinds: dict[str, str] = {}
+    causes, skipped = [], 0
+    for asset_key, failures in sorted(failed.items()):
+        for key, failure in sorted(failures.items()):
+            if failure.upstream is None:
+                causes.append(f"{asset_key.to_user_string()} {key}: {failure.reason}")
+            else:
+                skipped += 1
+            if kinds.get(failure.tenant_id) != FailureKind.PERMANENT.value:
+                kinds[failure.tenant_id] = failure.kind.value
+    keys = sorted({key for failures in failed.values() for key in failures})
+    downstream = f"; {skipped} downstream partitions skipped" if skipped else ""
+    return dg.Failure(
+        description=f"{len(keys)} tenant-days failed ({', '.join(keys[:NAMED_FAILURES])}); "
+        + "; ".join(causes[:NAMED_FAILURES])
+        + downstream,
+        metadata={FAILED_TENANTS: dg.MetadataValue.json(kinds), "failed_partitions": keys[:NAMED_FAILURES]},
+        allow_retries=False,
+    )

@@ -10,6 +10,7 @@ import dagster as dg
 
 from mlops_assets import features, ingestion, monitoring, predictions, training
 from mlops_assets.automation import health, jobs, schedules, sensors
+from mlops_assets.batching import run_verdict
 from mlops_assets.executors import run_executor
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
 from mlops_assets.partitions import TenantDayPartitions
@@ -34,12 +35,14 @@ def build_defs(settings: Settings) -> dg.Definitions:
     lake_url, warehouse_url = configured("lake_url"), configured("warehouse_url")
     endpoint = configured("s3_endpoint_url")
     partitions = TenantDayPartitions.from_settings(settings)
+    assets = [
+        asset
+        for stage in (ingestion, features, training, predictions, monitoring)
+        for asset in stage.build_assets(partitions)
+    ]
     return dg.Definitions(
-        assets=[
-            asset
-            for stage in (ingestion, features, training, predictions, monitoring)
-            for asset in stage.build_assets(partitions)
-        ],
+        # The verdict is listed with the assets (a checks definition is one) so copies of `assets` keep it.
+        assets=[*assets, run_verdict(key for asset in assets for key in asset.keys)],
         jobs=[
             jobs.daily_cycle_job,
             jobs.retrain_job,

@@ -177,7 +177,7 @@ def history_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDe
 
         batch = Batch(context, checks)
         batch.run(sweep)
-        return dg.MaterializeResult(check_results=batch.check_results())
+        return batch.materialize_result()
 
     return _history
 

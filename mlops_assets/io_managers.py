@@ -1,8 +1,9 @@
 """IO managers: Hive-partitioned Parquet over UPath (local or s3://) and the warehouse DB.
 
-Lake paths are `<lake>/<asset>/tenant=<t>/date=<d>/part-0.parquet`. A run that covers many
-tenant-days (a single-run backfill) returns `{partition_key: frame}` and each partition is
-written whole, with its own rows, path and content digest (the data version) in metadata.
+Lake paths are `<lake>/<asset>/tenant=<t>/date=<d>/part-0.parquet`. A step over tenant-days hands
+over the healthy partitions (`batching.PartitionValues`); each is written whole and materialized
+with its own rows, path and content digest (the data version); a failed write fails only its
+tenant-day. Inputs load only the partitions whose upstream did not fail in this run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 from upath import UPath
 
-from mlops_assets.batching import add_partition_metadata, by_partition, one_or_many
+from mlops_assets.batching import PartitionValues, healthy_input_keys, write_partitions
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.ml.scoring import batch_summary
 from mlops_assets.core.sources.records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
@@ -46,22 +47,30 @@ class HiveParquetIOManager(dg.UPathIOManager):
         return lake.read_frame(path, with_digest=True)
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        if not (context.has_asset_partitions and len(context.asset_partition_keys) > 1):
+        if not isinstance(obj, PartitionValues):
             return super().handle_output(context, obj)
-        for key, frame in _frames_by_partition(context, obj).items():
+
+        def write(key: str, frame: pd.DataFrame) -> dict:
             tenant_id, day = tenant_and_day(key)
             path = lake.partition_path(self.root, context.asset_key.path[-1], tenant_id, day)
             written = lake.write_frame(path, frame, self._schema(context, frame))
-            add_partition_metadata(
-                context,
-                key,
-                {
-                    "rows": written["rows"],
-                    "bytes": written["bytes"],
-                    "digest": written["digest"],
-                    "path": dg.MetadataValue.path(written["path"]),
-                },
-            )
+            return {
+                "rows": written["rows"],
+                "bytes": written["bytes"],
+                "digest": written["digest"],
+                "path": dg.MetadataValue.path(written["path"]),
+            }
+
+        write_partitions(context, obj, write)
+
+    def load_input(self, context: dg.InputContext):
+        if not context.has_asset_partitions:
+            return super().load_input(context)
+        name = context.asset_key.path[-1]
+        return {
+            key: self.load_from_path(context, lake.partition_path(self.root, name, *tenant_and_day(key)))
+            for key in healthy_input_keys(context)
+        }
 
 
 class LakeIOManager(dg.ConfigurableIOManagerFactory):
@@ -74,11 +83,6 @@ class LakeIOManager(dg.ConfigurableIOManagerFactory):
         return HiveParquetIOManager(lake.lake_root(self.url, self.s3_endpoint_url))
 
 
-def _frames_by_partition(context: dg.OutputContext, obj) -> dict[str, pd.DataFrame]:
-    keys = context.asset_partition_keys if context.has_asset_partitions else []
-    return by_partition(keys, obj, context.asset_key.to_user_string())
-
-
 class WarehouseIOManager(dg.ConfigurableIOManager):
     """Predictions in the warehouse DB (PostgreSQL or SQLite): each tenant-day replaced in one transaction.
 
@@ -88,18 +92,14 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     warehouse_url: str
 
-    def handle_output(self, context: dg.OutputContext, obj) -> None:
-        frames = _frames_by_partition(context, obj)
-        for key, frame in frames.items():
+    def handle_output(self, context: dg.OutputContext, obj: PartitionValues) -> None:
+        def write(key: str, frame: pd.DataFrame) -> dict:
             tenant_id, day = tenant_and_day(key)
             rows = write_partition(self.warehouse_url, tenant_id, day, frame, batch_summary(frame), context.run_id)
-            metadata = {"rows": rows, "table": "predictions", "tenant": tenant_id, "as_of_date": day.isoformat()}
-            if len(frames) == 1:
-                context.add_output_metadata(metadata)
-            else:
-                add_partition_metadata(context, key, metadata)
+            return {"rows": rows, "table": "predictions", "tenant": tenant_id, "as_of_date": day.isoformat()}
+
+        write_partitions(context, obj, write)
         refresh_statistics(self.warehouse_url)
 
     def load_input(self, context: dg.InputContext):
-        keys = context.asset_partition_keys
-        return one_or_many(keys, {key: read_partition(self.warehouse_url, *tenant_and_day(key)) for key in keys})
+        return {key: read_partition(self.warehouse_url, *tenant_and_day(key)) for key in healthy_input_keys(context)}

@@ -27,7 +27,7 @@ ORDER_GATES = {
     "timestamps_in_day": True, "no_extreme_outliers": True, "quarantine_share": False,
 }  # fmt: skip
 CUSTOMER_GATES = {"schema_valid": True, "unique_ids": True, "timestamps_in_day": True, "quarantine_share": False}
-EXPECTED_CHECKS = {
+STAGE_CHECKS = {
     "raw_orders": {**ORDER_GATES, "row_count_in_range": False},
     "raw_customers": CUSTOMER_GATES,
     "raw_orders_history": ORDER_GATES,
@@ -45,6 +45,8 @@ EXPECTED_CHECKS = {
     "drift_report": {"feature_drift": False, "prediction_drift": False},
     "realized_performance": {"performance_floor": False, "beats_predecessor": False},
 }
+# Every asset also carries the run's verdict (non-blocking): `batching.run_verdict`.
+EXPECTED_CHECKS = {asset: {**checks, "tenant_days_succeeded": False} for asset, checks in STAGE_CHECKS.items()}
 
 
 def free_port() -> int:

@@ -36,40 +36,46 @@ def test_private_run_tags_are_where_batching_imports_them():
         assert getattr(tags, name, None) == value, _moved(f"dagster._core.storage.tags.{name}", f"expected {value!r}")
 
 
-def test_private_step_context_attributes_exist():
-    from dagster._core.execution.context.metadata_logging import OutputMetadataAccumulator
-    from dagster._core.execution.context.system import StepExecutionContext
-
-    assert "_step_execution_context" in dg.OpExecutionContext.__slots__, _moved(
-        "OpExecutionContext._step_execution_context"
+def test_private_output_metadata_key_and_data_version_tags_exist():
+    try:
+        source_asset = importlib.import_module("dagster._core.definitions.source_asset")
+        data_version = importlib.import_module("dagster._core.definitions.data_version")
+    except ImportError as exc:
+        pytest.fail(_moved("dagster._core.definitions.source_asset / data_version", str(exc)))
+    key = getattr(source_asset, "SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION", None)
+    assert key == "__source_asset_observation__", _moved("SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION")
+    execute_step = importlib.import_module("dagster._core.execution.plan.execute_step")
+    assert "SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION in output.metadata" in inspect.getsource(execute_step), _moved(
+        "SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION", "no longer suppresses the automatic materializations"
     )
-    assert isinstance(inspect.getattr_static(dg.OutputContext, "step_context", None), property), _moved(
-        "OutputContext.step_context"
-    )
-    assert "self._metadata_accumulator" in inspect.getsource(StepExecutionContext.__init__), _moved(
-        "StepExecutionContext._metadata_accumulator"
-    )
-    parameters = set(inspect.signature(OutputMetadataAccumulator.with_additional_asset_metadata).parameters)
-    assert {"asset_key", "partition_key", "metadata"} <= parameters, _moved(
-        "OutputMetadataAccumulator.with_additional_asset_metadata", f"parameters {sorted(parameters)}"
+    assert data_version.DATA_VERSION_TAG == "dagster/data_version", _moved("DATA_VERSION_TAG")
+    assert isinstance(inspect.getattr_static(dg.InputContext, "step_context", None), property), _moved(
+        "InputContext.step_context"
     )
 
 
 class _RecordingIOManager(dg.IOManager):
-    """Stores nothing; adds each partition's metadata the way the lake and warehouse IO managers do."""
+    """Stores nothing; materializes each partition handed over the way the lake and warehouse IO managers do."""
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        from mlops_assets.batching import add_partition_metadata, by_partition
+        from mlops_assets.batching import write_partitions
 
-        for key, value in by_partition(context.asset_partition_keys, obj, "sample").items():
-            add_partition_metadata(context, key, {"stored": value})
+        write_partitions(context, obj, lambda key, value: {"stored": value})
 
     def load_input(self, context: dg.InputContext):
         raise NotImplementedError
 
 
-def test_a_run_over_many_partitions_reports_each_partition_and_one_result_per_check():
-    from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, Batch, Check
+def test_a_failed_tenant_day_is_not_materialized_and_fails_the_run_while_healthy_ones_are_materialized():
+    from mlops_assets.automation.attempts import RunFailures
+    from mlops_assets.batching import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+        Batch,
+        Check,
+        run_verdict,
+    )
+    from mlops_assets.core.tenants.retries import FailureKind
 
     partitions = TenantDayPartitions.for_window(7, today=date(2026, 1, 20))
     checks = [Check("positive", "Every value is positive", blocking=True), Check("small", "Values stay below 3")]
@@ -80,7 +86,7 @@ def test_a_run_over_many_partitions_reports_each_partition_and_one_result_per_ch
 
         def step(part):
             value = (part.day - partitions.first_day).days + (1 if part.tenant_id == "acme" else -10)
-            part.check("positive", None if value > 0 else f"{value} is not positive")
+            part.check("positive", None if value > 0 else f"{value} is not positive (fix: correct the source)")
             part.check("small", None if value < 3 else f"{value} is not small")
             part.add_metadata({"tenant": part.tenant_id, "value": value})
             part.log(f"{part.tenant_id} {part.day}: {value}")
@@ -92,16 +98,13 @@ def test_a_run_over_many_partitions_reports_each_partition_and_one_result_per_ch
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS, ["acme", "globex"])
     first, last = partitions.first_day + timedelta(days=1), partitions.first_day + timedelta(days=2)
-    try:
-        result = dg.materialize(
-            [sample],
-            instance=instance,
-            resources={"io_manager": _RecordingIOManager()},
-            tags={ASSET_PARTITION_RANGE_START_TAG: f"{first}|acme", ASSET_PARTITION_RANGE_END_TAG: f"{last}|globex"},
-            raise_on_error=False,
-        )
-    except AttributeError as exc:
-        pytest.fail(_moved("step context metadata accumulator", str(exc)))
+    result = dg.materialize(
+        [sample, run_verdict([sample.key])],
+        instance=instance,
+        resources={"io_manager": _RecordingIOManager()},
+        tags={ASSET_PARTITION_RANGE_START_TAG: f"{first}|acme", ASSET_PARTITION_RANGE_END_TAG: f"{last}|globex"},
+        raise_on_error=False,
+    )
     materialized = {
         event.event_specific_data.materialization.partition: {
             k: v.value for k, v in event.event_specific_data.materialization.metadata.items()
@@ -110,21 +113,36 @@ def test_a_run_over_many_partitions_reports_each_partition_and_one_result_per_ch
     }
     assert materialized == {
         f"{first}|acme": {"tenant": "acme", "value": 2, "stored": 2},
-        f"{first}|globex": {"tenant": "globex", "value": -9, "stored": -9},
         f"{last}|acme": {"tenant": "acme", "value": 3, "stored": 3},
-        f"{last}|globex": {"tenant": "globex", "value": -8, "stored": -8},
-    }, _moved("step context metadata accumulator", "per-partition metadata did not arrive")
+    }, _moved("SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION", "failed partitions were materialized")
+    keys = [f"{day}|{tenant}" for day in (first, last) for tenant in ("acme", "globex")]
+    status = instance.get_status_by_partition(sample.key, keys, partitions.tenant_day)
+    assert {key: value.value for key, value in status.items()} == {
+        f"{first}|acme": "MATERIALIZED",
+        f"{last}|acme": "MATERIALIZED",
+        f"{first}|globex": "FAILED",
+        f"{last}|globex": "FAILED",
+    }
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    positive, small = evaluations["positive"], evaluations["small"]
-    assert not positive.passed and positive.blocking and not small.passed
+    positive, small, verdict = evaluations["positive"], evaluations["small"], evaluations["tenant_days_succeeded"]
+    assert not positive.passed and positive.severity == dg.AssetCheckSeverity.WARN and not small.passed
     assert {k: v.value for k, v in positive.metadata.items()} == {
         "partitions_checked": 4,
         "partitions_failed": 2,
         "failed_partitions": [f"{first}|globex", f"{last}|globex"],
-        "failures": [f"{first}|globex: -9 is not positive", f"{last}|globex: -8 is not positive"],
+        "failures": [
+            f"{first}|globex: -9 is not positive (fix: correct the source)",
+            f"{last}|globex: -8 is not positive (fix: correct the source)",
+        ],
     }
-    assert positive.description == f"2 of 4 partitions failed; first: {first}|globex: -9 is not positive"
-    assert small.severity == dg.AssetCheckSeverity.WARN
+    assert not verdict.passed and verdict.metadata["partitions_failed"].value == 2
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    description = failure.step_failure_data.user_failure_data.description
+    assert f"2 tenant-days failed ({first}|globex, {last}|globex)" in description
+    assert f"tenant globex {first}|globex: blocking gate failed: positive: -9 is not positive" in description
+    record = instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))[0]
+    assert RunFailures(instance).of(record, "globex").kind is FailureKind.TRANSIENT
 
 
 def test_check_result_of_one_partition_names_it_and_keeps_its_evidence():
@@ -146,15 +164,14 @@ def test_check_result_of_one_partition_names_it_and_keeps_its_evidence():
     }
 
 
-def test_one_partition_travels_bare_and_many_as_a_dict():
-    from mlops_assets.batching import by_partition, one_or_many
+def test_one_partition_travels_bare_many_as_a_dict_without_those_failed_upstream():
+    from mlops_assets.batching import by_partition
 
     assert by_partition(["k1"], "frame", "asset") == {"k1": "frame"}
-    assert one_or_many(["k1"], {"k1": "frame"}) == "frame"
     assert by_partition(["k1", "k2"], {"k2": 2, "k1": 1}, "asset") == {"k1": 1, "k2": 2}
-    assert one_or_many(["k1", "k2"], {"k1": 1, "k2": 2}) == {"k1": 1, "k2": 2}
+    assert by_partition(["k1", "k2"], {"k1": 1}, "asset") == {"k1": 1}
     with pytest.raises(dg.DagsterInvariantViolationError, match="asset: a run over 2 partitions"):
-        by_partition(["k1", "k2"], {"k1": 1}, "asset")
+        by_partition(["k1", "k2"], {"k3": 1}, "asset")
 
 
 def test_the_window_comes_from_the_definitions_not_from_import_time(monkeypatch):
@@ -166,3 +183,52 @@ def test_the_window_comes_from_the_definitions_not_from_import_time(monkeypatch)
         window = TenantDayPartitions.of(build_defs(Settings.from_env()))
         assert len(window.daily.get_partition_keys()) == days
         assert window.last_day - window.first_day == timedelta(days=days - 1)
+
+
+class _FailingWriteIOManager(dg.IOManager):
+    """Writes every partition but globex's, whose write raises (a full disk, a lost connection)."""
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        from mlops_assets.batching import write_partitions
+
+        def write(key, value):
+            if key.endswith("|globex"):
+                raise OSError("disk full (fix: free space on the lake volume)")
+            return {"stored": value}
+
+        write_partitions(context, obj, write)
+
+    def load_input(self, context: dg.InputContext):
+        raise NotImplementedError
+
+
+def test_a_failed_write_fails_only_its_tenant_day():
+    from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, Batch, run_verdict
+
+    partitions = TenantDayPartitions.for_window(7, today=date(2026, 1, 20))
+
+    @dg.asset(**partitions.asset("sample", io_manager_key="io_manager"))
+    def sample(context: dg.AssetExecutionContext):
+        batch = Batch(context)
+        batch.run(lambda part: part.tenant_id)
+        yield from batch.results()
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS, ["acme", "globex"])
+    day = partitions.last_day
+    result = dg.materialize(
+        [sample, run_verdict([sample.key])],
+        instance=instance,
+        resources={"io_manager": _FailingWriteIOManager()},
+        tags={ASSET_PARTITION_RANGE_START_TAG: f"{day}|acme", ASSET_PARTITION_RANGE_END_TAG: f"{day}|globex"},
+        raise_on_error=False,
+    )
+    status = instance.get_status_by_partition(sample.key, [f"{day}|acme", f"{day}|globex"], partitions.tenant_day)
+    assert {key: value.value for key, value in status.items()} == {
+        f"{day}|acme": "MATERIALIZED",
+        f"{day}|globex": "FAILED",
+    }
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "run_verdict"
+    description = failure.step_failure_data.user_failure_data.description
+    assert f"sample {day}|globex: tenant globex {day}|globex: writing sample failed: disk full (fix:" in description

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, run_verdict
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
 from mlops_assets.definitions import defs
@@ -20,6 +20,7 @@ from mlops_assets_tests.helpers import lake_digests
 
 PARTITIONS = TenantDayPartitions.of(defs())
 RAW_ASSETS = [raw_asset(resource, PARTITIONS) for resource in ("orders", "customers")]
+VERDICT = run_verdict(asset.key for asset in RAW_ASSETS)
 LAST = PARTITIONS.last_day
 DAYS = [LAST - timedelta(days=k) for k in (2, 1, 0)]
 
@@ -79,7 +80,7 @@ def resources(warehouse_url, lake_config, **shop_options):
 
 def run_rectangle(instance, res, first, last, low="acme", high="globex", raise_on_error=True):
     return dg.materialize(
-        RAW_ASSETS,
+        [*RAW_ASSETS, VERDICT],
         instance=instance,
         resources=res,
         raise_on_error=raise_on_error,

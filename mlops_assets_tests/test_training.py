@@ -113,7 +113,7 @@ def check_predictions(home):
 
 
 def refused_when_broken(settings, good_version: str, stored):
-    """A production model that answers NaN: the gates fail the run before the write; the rows stay."""
+    """A production model that answers NaN: the gates fail the tenant-day before the write; its rows stay."""
     import math
 
     from mlops_assets.core.ml.baselines import BaselineModel, RecencyFrequencyBaseline
@@ -129,7 +129,8 @@ def refused_when_broken(settings, good_version: str, stored):
     registry.set_alias("acme", PRODUCTION, planted.version)
     try:
         failed = mlops("predict", "--from", LAST.isoformat(), "--to", LAST.isoformat())
-        assert failed.exit_code == 2 and "gates no_nan" in failed.output and "NaN probabilities" in failed.output
+        assert failed.exit_code == 2 and "blocking gate failed: no_nan" in failed.output, failed.output
+        assert f"tenant acme {LAST.isoformat()}|acme" in failed.output and "NaN probabilities" in failed.output
         kept = read_partition(settings.warehouse_url, "acme", LAST)
         assert kept.equals(stored), "the failed run left the previous predictions exactly as they were"
     finally:

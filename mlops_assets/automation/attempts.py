@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from mlops_assets.batching import FAILED_TENANT, FAILURE_KIND
+from mlops_assets.batching import FAILED_TENANT, FAILED_TENANTS, FAILURE_KIND
 from mlops_assets.core.tenants.retries import Failure, FailureKind
 
 FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
@@ -53,6 +53,10 @@ class RunFailures:
                 metadata = {key: value.value for key, value in (user.metadata if user else {}).items()}
                 if FAILED_TENANT in metadata:
                     kinds[metadata[FAILED_TENANT]] = FailureKind(metadata.get(FAILURE_KIND, FailureKind.TRANSIENT))
+                # The run's verdict: every tenant that failed in the run, with its kind.
+                kinds.update(
+                    {tenant_id: FailureKind(kind) for tenant_id, kind in metadata.get(FAILED_TENANTS, {}).items()}
+                )
                 message = (user.description if user else None) or _innermost(data)
                 reasons.insert(0, f"{dagster_event.step_key}: {message}")
             reason = next((r for r in reasons if r), str(record.dagster_run.status.value).lower())

@@ -224,7 +224,7 @@ def predict(
     first, last = _window(from_date, to_date)
     results = _run_days(_tenant_ids(tenant), first, last, PREDICTION, days_per_run, "predictions")
     if not _summarize_predictions(results):
-        fail("a predictions run failed (above); nothing was written for its tenant-days")
+        fail("a predictions run failed (above); its failed tenant-days were not written, the others were")
 
 
 def backfill(

@@ -1,0 +1,239 @@
+"""Per-tenant failure isolation inside one batched run (issue 15), over real components: the shop emulator
+over HTTP, a Dagster instance, the lake, an MLflow registry and the warehouse.
+
+One run covers several tenants; one has a revoked token, one a fat-fingered negative amount, one a
+production model whose artifact is missing. The healthy tenants are written; each failing tenant-day is
+FAILED with its cause; after the fault is fixed a re-run completes it, equal to a clean run.
+"""
+
+import copy
+from datetime import timedelta
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from mlops_assets.automation.attempts import RunFailures
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, run_verdict
+from mlops_assets.core.lake import files as lake
+from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
+from mlops_assets.core.tenants.retries import FailureKind
+from mlops_assets.definitions import defs
+from mlops_assets.features import build_assets as feature_assets
+from mlops_assets.ingestion import raw_asset
+from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
+from mlops_assets.partitions import TENANTS, TenantDayPartitions
+from mlops_assets.predictions import build_assets as prediction_assets
+from mlops_assets.resources import (
+    LakeResource,
+    ModelPolicyResource,
+    ModelRegistryResource,
+    ShopApiResource,
+    TenantRegistryResource,
+)
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
+from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, lake_digests, write_history
+
+PARTITIONS = TenantDayPartitions.of(defs())
+LAST = PARTITIONS.last_day
+DAYS = [LAST - timedelta(days=1), LAST]
+TENANT_IDS = ["acme", "globex", "initech"]  # acme: revoked token; globex: a negative amount; initech: healthy
+INGESTED = [raw_asset(resource, PARTITIONS) for resource in ("orders", "customers")]
+FEATURES = feature_assets(PARTITIONS)
+# The served model's snapshot is of TEST_END: a window that holds it.
+SERVED_WINDOW = TenantDayPartitions.for_window(7, today=TEST_END + timedelta(days=1))
+
+
+def _keys(tenants, days):
+    return [f"{day.isoformat()}|{tenant}" for day in days for tenant in tenants]
+
+
+def _status(instance, asset, keys, partitions=PARTITIONS) -> dict[str, str]:
+    found = instance.get_status_by_partition(dg.AssetKey(asset), keys, partitions.tenant_day)
+    return {key: status.value for key, status in found.items()}
+
+
+def _verdict_failure(result) -> str:
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "run_verdict", failure.step_key
+    return failure.step_failure_data.user_failure_data.description
+
+
+@pytest.fixture(scope="module")
+def shops():
+    def shop(tenant_id, seed):
+        return SyntheticShop(ShopSpec(tenant_id, customers=300, seed=seed, end=LAST, history_days=90))
+
+    return {tenant_id: shop(tenant_id, seed) for seed, tenant_id in enumerate(TENANT_IDS, start=1)}
+
+
+def _fat_fingered(shop: SyntheticShop) -> SyntheticShop:
+    """The shop with one order of the last day keyed in with a negative amount."""
+    broken = copy.deepcopy(shop)
+    day_orders = broken.orders.index[broken.orders["updated_at"].dt.date == LAST]
+    broken.orders.loc[day_orders[0], "total_price"] = -broken.orders.loc[day_orders[0], "total_price"]
+    return broken
+
+
+def _ingest(instance, warehouse_url, lake_url, assets, tenants=TENANT_IDS):
+    """One run over the rectangle of tenants x DAYS, as a single-run backfill executes it."""
+    config = {"url": lake_url, "s3_endpoint_url": None}
+    return dg.materialize(
+        [*assets, run_verdict(asset.key for asset in assets)],
+        instance=instance,
+        resources={
+            "lake": LakeResource(**config),
+            "lake_io_manager": LakeIOManager(**config),
+            "tenants": TenantRegistryResource(warehouse_url=warehouse_url),
+            "shop_api": ShopApiResource(leak_per_s=1000.0, page_limit=100),
+        },
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{DAYS[0].isoformat()}|{tenants[0]}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{DAYS[-1].isoformat()}|{tenants[-1]}",
+        },
+        raise_on_error=False,
+    )
+
+
+def _register(warehouse_url, urls: dict[str, str]):
+    registry = TenantRegistry(warehouse_url)
+    for tenant_id, url in urls.items():
+        token_env = "ACME_TOKEN" if tenant_id == "acme" else "SHOP_TOKEN"
+        registry.upsert(Tenant(tenant_id, tenant_id.title(), "shopify", shopify_settings(url, token_env)))
+
+
+def _lake(tmp_path, name, shops):
+    url = str(tmp_path / name)
+    for tenant_id, shop in shops.items():
+        write_history(lake.lake_root(url), tenant_id, shop)
+    return url
+
+
+def test_a_revoked_token_and_a_failed_gate_fail_only_their_tenant_days_and_heal_after_the_fix(
+    tmp_path, shops, emulator_factory, monkeypatch
+):
+    monkeypatch.setenv("SHOP_TOKEN", "shpat_test_token")
+    monkeypatch.setenv("ACME_TOKEN", "shpat_revoked")
+    faulty = emulator_factory({**shops, "globex": _fat_fingered(shops["globex"])}, bucket=(400, 1000.0))
+    fixed = emulator_factory(shops, bucket=(400, 1000.0))
+    warehouse_url, lake_url = f"sqlite:///{tmp_path / 'w.db'}", _lake(tmp_path, "lake", shops)
+    _register(warehouse_url, {tenant_id: faulty.shop_url(tenant_id) for tenant_id in TENANT_IDS})
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS, TENANT_IDS)
+    assets = [*INGESTED, *FEATURES]
+
+    result = _ingest(instance, warehouse_url, lake_url, assets)
+    assert not result.success
+    healthy, acme = _keys(["initech"], DAYS), _keys(["acme"], DAYS)
+    globex_fine, globex_broken = f"{DAYS[0].isoformat()}|globex", f"{LAST.isoformat()}|globex"
+    for asset in ("raw_orders", "raw_customers", "customer_features"):
+        status = _status(instance, asset, _keys(TENANT_IDS, DAYS))
+        assert {status[key] for key in healthy + [globex_fine]} == {"MATERIALIZED"}, (asset, status)
+        assert {status[key] for key in acme} == {"FAILED"}, (asset, status)
+    assert _status(instance, "raw_orders", [globex_broken]) == {globex_broken: "FAILED"}
+    assert _status(instance, "raw_customers", [globex_broken]) == {globex_broken: "MATERIALIZED"}
+    assert _status(instance, "customer_features", [globex_broken]) == {globex_broken: "FAILED"}
+    assert not (lake.lake_root(lake_url) / "raw_orders" / "tenant=acme").exists()
+
+    reason = _verdict_failure(result)
+    assert reason.startswith(f"3 tenant-days failed ({acme[0]}, {acme[1]}, {globex_broken}); raw_customers {acme[0]}")
+    assert f"raw_orders {acme[0]}: tenant acme" in reason and "401" in reason, reason
+    assert f"raw_orders {globex_broken}: tenant globex {globex_broken}: blocking gate failed: non_negative" in reason
+    assert reason.endswith("; 3 downstream partitions skipped"), reason
+    assert "initech" not in reason
+    # The cause is on the partition itself, where the UI shows a tenant-day's events.
+    observed = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_orders"), asset_partitions=[acme[0]]), limit=1
+    ).records[0]
+    assert "401" in observed.asset_observation.metadata["failure"].value
+    skipped = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("customer_features"), asset_partitions=[globex_broken]), limit=1
+    ).records[0]
+    assert "upstream `raw_orders` failed" in skipped.asset_observation.metadata["failure"].value
+    failures, run = RunFailures(instance), instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))[0]
+    assert failures.of(run, "acme").kind is FailureKind.PERMANENT
+    assert failures.of(run, "globex").kind is FailureKind.TRANSIENT
+
+    # The fix: a new token for acme, globex's order corrected at the source; a re-run completes both.
+    monkeypatch.setenv("ACME_TOKEN", "shpat_test_token")
+    _register(warehouse_url, {tenant_id: fixed.shop_url(tenant_id) for tenant_id in TENANT_IDS})
+    assert _ingest(instance, warehouse_url, lake_url, assets).success
+    for asset in ("raw_orders", "raw_customers", "customer_features"):
+        assert set(_status(instance, asset, _keys(TENANT_IDS, DAYS)).values()) == {"MATERIALIZED"}
+
+    clean_url = _lake(tmp_path, "clean", shops)
+    clean = dg.DagsterInstance.ephemeral()
+    clean.add_dynamic_partitions(TENANTS, TENANT_IDS)
+    assert _ingest(clean, warehouse_url, clean_url, assets).success
+
+    def stored(url):  # the lake's data; `_compacted/` is a read cache, checked against the files it covers
+        return {k: v for k, v in lake_digests({"url": url, "s3_endpoint_url": None}).items() if "_compacted" not in k}
+
+    healed = stored(lake_url)
+    assert healed == stored(clean_url)
+    assert any("customer_features/tenant=acme" in path for path in healed)
+
+
+def test_a_model_that_fails_to_load_fails_its_tenant_while_the_others_are_predicted(served, tmp_path):
+    from mlops_assets.core.ml.tracking import PRODUCTION, model_name
+    from mlops_assets.core.warehouse.prediction_store import read_partition
+
+    registry, broken = served["registry"], "isobroken"
+    model = registry.client.get_model_version_by_alias(model_name(SERVED_TENANT), PRODUCTION)
+    registry.client.create_registered_model(model_name(broken))
+    missing = registry.client.create_model_version(model_name(broken), f"{tmp_path.as_uri()}/gone", model.run_id)
+    registry.set_alias(broken, PRODUCTION, missing.version)
+
+    lake_url, warehouse_url = str(tmp_path / "lake"), f"sqlite:///{tmp_path / 'w.db'}"
+    for tenant_id in (SERVED_TENANT, broken):
+        path = lake.partition_path(lake.lake_root(lake_url), "customer_features", tenant_id, TEST_END)
+        lake.write_frame(path, served["snapshot"], pa.Schema.from_pandas(served["snapshot"], preserve_index=False))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS, [SERVED_TENANT, broken])
+    features, predictions = feature_assets(SERVED_WINDOW)[0], prediction_assets(SERVED_WINDOW)[0]
+    assets = [features, predictions]
+    verdict = run_verdict(asset.key for asset in assets)
+
+    def predict():
+        config = {"url": lake_url, "s3_endpoint_url": None}
+        return dg.materialize(
+            [*assets, verdict],
+            selection=dg.AssetSelection.assets(predictions) | dg.AssetSelection.checks(*verdict.check_keys),
+            instance=instance,
+            resources={
+                "lake_io_manager": LakeIOManager(**config),
+                "warehouse_io_manager": WarehouseIOManager(warehouse_url=warehouse_url),
+                "lake": LakeResource(**config),
+                "tenants": TenantRegistryResource(warehouse_url=warehouse_url),
+                "models": ModelRegistryResource(tracking_uri=registry.tracking_uri, artifact_uri=registry.artifact_uri),
+                "policy": ModelPolicyResource(),
+            },
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: f"{TEST_END.isoformat()}|{SERVED_TENANT}",
+                ASSET_PARTITION_RANGE_END_TAG: f"{TEST_END.isoformat()}|{broken}",
+            },
+            raise_on_error=False,
+        )
+
+    result = predict()
+    assert not result.success
+    keys = _keys([SERVED_TENANT, broken], [TEST_END])
+    assert _status(instance, "predictions", keys, SERVED_WINDOW) == {keys[0]: "MATERIALIZED", keys[1]: "FAILED"}
+    assert len(read_partition(warehouse_url, SERVED_TENANT, TEST_END)) == len(served["snapshot"])
+    assert read_partition(warehouse_url, broken, TEST_END).empty
+    reason = _verdict_failure(result)
+    assert (
+        f"predictions {keys[1]}: tenant {broken}: the production model v{missing.version} could not be loaded" in reason
+    )
+    assert f"mlops models rollback {broken}" in reason
+
+    registry.set_alias(broken, PRODUCTION, registry.client.create_model_version(
+        model_name(broken), model.source, model.run_id
+    ).version)  # fmt: skip
+    assert predict().success
+    assert _status(instance, "predictions", keys, SERVED_WINDOW) == {key: "MATERIALIZED" for key in keys}
+    columns = ["customer_id", "repurchase_probability", "risk_band"]
+    healed, reference = (read_partition(warehouse_url, t, TEST_END)[columns] for t in (broken, SERVED_TENANT))
+    assert healed.sort_values("customer_id", ignore_index=True).equals(
+        reference.sort_values("customer_id", ignore_index=True)
+    )
