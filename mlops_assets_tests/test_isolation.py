@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from mlops_assets.automation.attempts import RunFailures
+from mlops_assets.automation.health import fleet_states
 from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, run_verdict
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
@@ -153,6 +154,11 @@ def test_a_revoked_token_and_a_failed_gate_fail_only_their_tenant_days_and_heal_
     failures, run = RunFailures(instance), instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))[0]
     assert failures.of(run, "acme").kind is FailureKind.PERMANENT
     assert failures.of(run, "globex").kind is FailureKind.TRANSIENT
+    # Fleet health names the failing tenants only; the healthy one is not failing for sharing their run.
+    states = {state.tenant_id: state for state in fleet_states(instance, TenantRegistry(warehouse_url), warehouse_url)}
+    assert states["acme"].state == "needs_attention" and "401" in states["acme"].reason, states["acme"]  # permanent
+    assert states["globex"].state == "failing" and states["globex"].next_retry is not None, states["globex"]
+    assert states["initech"].state not in ("failing", "needs_attention"), states["initech"]
 
     # The fix: a new token for acme, globex's order corrected at the source; a re-run completes both.
     monkeypatch.setenv("ACME_TOKEN", "shpat_test_token")

@@ -63,6 +63,11 @@ class RunFailures:
             self._by_run[run_id] = (ended.astimezone(UTC), kinds, reason.strip().splitlines()[0][:REASON_CHARS])
         return self._by_run[run_id]
 
+    def failed_tenants(self, record: dg.RunRecord) -> set[str] | None:
+        """The tenants that failed in the run, when its failure says (the verdict, a tenant's step failure);
+        None when it does not (a dead run worker, a failed launch): then every tenant of the run failed."""
+        return set(self._read(record)[1]) or None
+
     def of(self, record: dg.RunRecord, tenant_id: str) -> Failure:
         """The run's failure for `tenant_id`: permanent only when a step failed permanently for this tenant;
         a tenant that failed because another tenant of its run did is a transient failure."""

@@ -67,7 +67,7 @@ def gather_facts(
     onboarded, latest = onboarded_tenants(instance), latest_prediction_days(warehouse_url)
     steps = _onboarding_steps(instance, [t.tenant_id for t in tenants if t.tenant_id not in onboarded])
     failed: dict[str, list[dg.RunRecord]] = defaultdict(list)
-    settled, running = set(), set()
+    settled, running, run_failures = set(), set(), RunFailures(instance)
     # Newest first: a tenant's failures count until its newest successful run.
     for record in instance.get_run_records(dg.RunsFilter(created_after=now - LOOKBACK)):
         run = record.dagster_run
@@ -79,8 +79,13 @@ def gather_facts(
             elif run.status == dg.DagsterRunStatus.SUCCESS:
                 settled.add(tenant_id)
             elif run.status == dg.DagsterRunStatus.FAILURE:
-                failed[tenant_id].append(record)
-    run_failures, facts = RunFailures(instance), []
+                # An isolated run fails for some of its tenants only: the others succeeded in it.
+                failed_in_run = run_failures.failed_tenants(record)
+                if failed_in_run is None or tenant_id in failed_in_run:
+                    failed[tenant_id].append(record)
+                else:
+                    settled.add(tenant_id)
+    facts = []
     for tenant in tenants:
         records = failed.get(tenant.tenant_id, [])
         attempts = [run_failures.of(record, tenant.tenant_id) for record in records]
