@@ -232,7 +232,9 @@ def test_celery_workers_backfill_tenants_as_the_default_executor_does(
             for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
             if "Celery worker" in record.dagster_event.engine_event_data.metadata
         }
-        assert len(executed_by) == 2 * len(INGEST_ASSETS), executed_by
+        # Two runs, each of the two ingest steps and the run verdict (isolation): on Celery like any step.
+        assert len(executed_by) == 2 * (len(INGEST_ASSETS) + 1), executed_by
+        assert {step for _, step in executed_by} == {*INGEST_ASSETS, "run_verdict"}, executed_by
         assert sorted(set(executed_by.values())) == celery_workers, executed_by
         # Each step's stdout/stderr reached S3 through dagster-aws, whichever worker ran it.
         import boto3
