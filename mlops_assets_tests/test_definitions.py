@@ -92,7 +92,17 @@ def test_code_location_load_stays_light():
     import subprocess
     import sys
 
-    heavy = ("mlflow", "lightgbm", "sklearn", "evidently", "matplotlib", "celery", "dagster_celery", "kubernetes")
+    heavy = (
+        "mlflow",
+        "lightgbm",
+        "sklearn",
+        "evidently",
+        "matplotlib",
+        "celery",
+        "dagster_celery",
+        "kubernetes",
+        "alembic",
+    )
     probe = f"import sys, mlops_assets.definitions as d; d.defs(); print(sorted(set({heavy!r}) & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

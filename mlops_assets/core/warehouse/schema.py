@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:  # Alembic loads on first use: every run process imports this module, few migrate
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LEGACY_LEDGER = "mlops_schema_migrations"
@@ -47,6 +47,8 @@ def upgrade_schema(url: str) -> SchemaUpgrade:
                 conn.execute(sa.text(f"select pg_advisory_xact_lock(hashtext('{LEGACY_LEDGER}'))"))
             _adopt_legacy_ledger(conn)
             before = _revision(conn)
+            from alembic import command
+
             command.upgrade(alembic_config(conn), "head")
             return SchemaUpgrade(before, _revision(conn))
     finally:
@@ -76,6 +78,8 @@ def require_current_schema(url: str) -> None:
 
 def alembic_config(connection: sa.Connection) -> Config:
     """For `alembic.command` calls on this connection (no alembic.ini: the environment ships in the package)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -88,10 +92,14 @@ def head_revision() -> str:
 
 @functools.cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(MIGRATIONS))
 
 
 def _revision(conn: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -102,6 +110,8 @@ def _adopt_legacy_ledger(conn: sa.Connection) -> None:
         return
     ledger = sa.table(LEGACY_LEDGER, sa.column("version", sa.Integer))
     last = conn.execute(sa.select(sa.func.max(ledger.c.version))).scalar()
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(conn)
     if last and context.get_current_revision() is None:
         context.stamp(_scripts(), f"{last:04d}")
