@@ -126,6 +126,33 @@ monitoring_days_table = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# What each raw partition read, wrote and quarantined (by reason): the operator's quarantine view and
+# the "far above usual" alert read this instead of every tenant's quarantine files.
+ingestion_days_table = sa.Table(
+    "ingestion_days",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("asset", sa.String(63), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("rows_read", sa.Integer, nullable=False),
+    sa.Column("rows_written", sa.Integer, nullable=False),
+    sa.Column("quarantined", sa.Integer, nullable=False),
+    sa.Column("by_reason", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Quarantined orders an operator confirmed as real: screening lets them through on the next run.
+released_orders_table = sa.Table(
+    "released_orders",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("order_id", sa.String(128), primary_key=True),
+    sa.Column("reason", sa.String(63), nullable=False),
+    sa.Column("released_by", sa.String(200), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("released_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 

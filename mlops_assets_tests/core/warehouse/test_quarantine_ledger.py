@@ -1,0 +1,37 @@
+"""The quarantine ledger on SQLite and PostgreSQL: balanced rows, re-runs replace, releases, tenant scoping."""
+
+from datetime import timedelta
+
+import pytest
+
+from mlops_assets.core.warehouse.quarantine_ledger import IngestionDay, QuarantineLedger
+from mlops_assets_tests.helpers import TEST_END
+
+
+def test_a_rerun_replaces_its_day_and_summaries_add_days_up(warehouse_url):
+    ledger = QuarantineLedger(warehouse_url)
+    ledger.record(IngestionDay("alpha", "raw_orders", TEST_END, 10, 8, {"extreme_outlier": 2}))
+    ledger.record(IngestionDay("alpha", "raw_orders", TEST_END, 10, 9, {"extreme_outlier": 1}))
+    ledger.record(IngestionDay("alpha", "raw_orders", TEST_END - timedelta(days=1), 5, 4, {"invalid_record": 1}))
+    ledger.record(IngestionDay("beta", "raw_orders", TEST_END, 3, 3))
+    summary = ledger.summaries(TEST_END - timedelta(days=6))
+    assert summary["alpha"].rows_read == 15 and summary["alpha"].quarantined == 2
+    assert summary["alpha"].by_reason == {"extreme_outlier": 1, "invalid_record": 1}
+    assert summary["beta"].share == 0.0
+    assert ledger.summaries(TEST_END)["alpha"].quarantined == 1
+    assert [row["rows_written"] for row in ledger.days("alpha")] == [4, 9]
+
+
+def test_an_unbalanced_day_is_refused_naming_the_tenant():
+    with pytest.raises(ValueError, match="tenant alpha raw_orders .* 10 rows read but 8 written and 1 quarantined"):
+        IngestionDay("alpha", "raw_orders", TEST_END, 10, 8, {"extreme_outlier": 1})
+
+
+def test_releases_are_per_tenant_and_recorded_once(warehouse_url):
+    ledger = QuarantineLedger(warehouse_url)
+    assert ledger.release("alpha", "1001", "extreme_outlier", "ops@example.com", "confirmed with the shop")
+    assert not ledger.release("alpha", "1001", "extreme_outlier", "ops@example.com")
+    assert ledger.released("alpha") == {"1001"} and ledger.released("beta") == frozenset()
+    assert ledger.releases("alpha")[0]["note"] == "confirmed with the shop"
+    ledger.forget("alpha")
+    assert ledger.released("alpha") == frozenset()
