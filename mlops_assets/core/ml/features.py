@@ -117,8 +117,31 @@ def feature_snapshot(history: pd.DataFrame, day: date, timezone: str, horizon_da
     return features.reset_index().astype({"customer_id": "string"})
 
 
+def future_orders(history: pd.DataFrame, day: date, timezone: str, until: date) -> pd.DataFrame:
+    """The orders a label may count: placed after the end of `day` and by the end of `until`, in the
+    state known at the end of `until` (so a matured label never changes when later versions arrive).
+    Per order: `kept` (not cancelled), `net` (spend after refunds, 0 when cancelled) and `day_offset`
+    (the local day of the order counted from `day`, 1 = the next day)."""
+    start = cutoff_utc(day, timezone)
+    orders = orders_as_of(history.loc[history["created_at"] >= start], cutoff_utc(until, timezone))
+    kept = orders["cancelled_at"].isna().to_numpy()
+    local_day = orders["created_at"].dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    return pd.DataFrame(
+        {
+            "customer_id": orders["customer_id"].astype(str).to_numpy(),
+            "kept": kept,
+            "net": np.where(kept, orders["total_price"] - orders["total_refunded"], 0.0).astype(float),
+            "day_offset": ((local_day - pd.Timestamp(day)) // DAY).to_numpy(int),
+        }
+    )
+
+
 def labels(history: pd.DataFrame, day: date, timezone: str, horizon_days: int) -> pd.Series:
-    """Per customer: did they place any (non-test) order in (end of `day`, + H days]?"""
+    """Per customer: did they place any (non-test) order in (end of `day`, + H days]?
+
+    A placed order counts even if it is cancelled later: the intent the probability predicts, and
+    what the synthetic shops' oracle counts. Order counts and spend (`future_orders`) count kept orders.
+    """
     start = cutoff_utc(day, timezone)
     end = cutoff_utc(day + timedelta(days=horizon_days), timezone)
     placed = _customer_orders(history)
