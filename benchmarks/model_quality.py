@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from mlops_assets.core.ml.baselines import baseline_predictions
 from mlops_assets.core.ml.models import fit_lightgbm
 from mlops_assets.core.ml.training_data import TrainingPlan, build_training_set
+from mlops_assets.sim.oracle import oracle as shop_oracle
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 END = date(2026, 10, 31)
@@ -37,7 +38,7 @@ def evaluate(customers: int, seed: int) -> dict:
     baselines = {k: roc_auc_score(y, v) for k, v in baseline_predictions(pd.concat([train, valid]), holdout).items()}
     best_baseline = max(baselines.values())
     served = model_auc if model_auc >= best_baseline else best_baseline
-    oracle = shop.oracle(built.plan.holdout_day, built.plan.horizon_days)
+    oracle = shop_oracle(shop, built.plan.holdout_day, built.plan.horizon_days)
     oracle["customer_id"] = oracle["customer_id"].astype(str)
     joined = holdout.merge(oracle, on="customer_id", validate="one_to_one")
     assert (joined["label"].astype(bool) == joined["ordered"]).all(), "labels must equal what customers did"

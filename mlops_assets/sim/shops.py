@@ -1,8 +1,9 @@
 """Synthetic shops with known ground truth.
 
 Each customer has a latent purchase rate (Gamma) and a lifetime (exponential dropout), modulated
-by weekly and yearly seasonality and an optional drift event: the Pareto/NBD story, so the true
-probability of ordering in the next H days is known (`SyntheticShop.oracle`). On top of the
+by weekly and yearly seasonality and an optional drift event: the Pareto/NBD story, so every
+target's truth is known (`sim.oracle`: the probability of ordering in the next H days, P(alive),
+expected orders and spend). On top of the
 latent purchases comes the dirt of a real shop: guest checkouts, test orders, cancellations,
 refunds and orders updated days after they were placed.
 """
@@ -57,6 +58,13 @@ class Dirt:
     cancel_rate: float = 0.02
     refund_rate: float = 0.04
     fulfil_rate: float = 0.9
+    full_refund_share: float = 0.6  # of refunds; the others return 10-90% of the order, 50% on average
+
+    @property
+    def kept_value_share(self) -> float:
+        """The expected share of a placed order's value that stays spent: not cancelled, net of refunds."""
+        mean_refund = self.full_refund_share + (1 - self.full_refund_share) * 0.5
+        return (1 - self.cancel_rate) * (1 - self.refund_rate * mean_refund)
 
 
 @dataclass(frozen=True)
@@ -97,24 +105,36 @@ class SyntheticShop:
         seed = zlib.crc32(spec.name.encode()) ^ spec.seed
         self._rng = np.random.default_rng(seed)
         self._days = spec.history_days
-        self._intensity = self._daily_intensity()
+        self._intensity = self.intensity_on(pd.date_range(spec.start, periods=self._days, freq="D"))
         self._cumulative = np.concatenate([[0.0], np.cumsum(self._intensity)])
         self._build()
 
-    def _daily_intensity(self) -> np.ndarray:
+    def _seasonality(self, days: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         spec = self.spec
-        days = pd.date_range(spec.start, periods=self._days, freq="D")
         weekly = 1 + spec.weekly_amplitude * np.cos(2 * np.pi * (days.dayofweek.to_numpy() - 6) / 7)
         yearly = 1 + spec.yearly_amplitude * np.cos(2 * np.pi * (days.dayofyear.to_numpy() - 340) / 365.25)
-        intensity = weekly * yearly / (weekly.mean() * yearly.mean())
-        if spec.drift is not None:
-            intensity = np.where(days.date >= spec.drift.start, intensity * spec.drift.rate_factor, intensity)
+        return weekly, yearly
+
+    def intensity_on(self, days: pd.DatetimeIndex) -> np.ndarray:
+        """The purchase-rate multiplier of each day (mean 1 over the history), past the history too:
+        the truth of a 365-day target may reach beyond the shop's last day."""
+        weekly, yearly = self._seasonality(days)
+        history_weekly, history_yearly = self._seasonality(pd.date_range(self.spec.start, periods=self._days))
+        intensity = weekly * yearly / (history_weekly.mean() * history_yearly.mean())
+        if self.spec.drift is not None:
+            intensity = np.where(days.date >= self.spec.drift.start, intensity * self.spec.drift.rate_factor, intensity)
         return intensity
 
-    def _day_index(self, day: date) -> int:
+    def value_factor_on(self, days: pd.DatetimeIndex) -> np.ndarray:
+        """The order-value multiplier of each day (the drift's `value_factor` from its start)."""
+        if self.spec.drift is None:
+            return np.ones(len(days))
+        return np.where(days.date >= self.spec.drift.start, self.spec.drift.value_factor, 1.0)
+
+    def day_index(self, day: date) -> int:
         return (day - self.spec.start).days
 
-    def _cumulative_at(self, t: np.ndarray) -> np.ndarray:
+    def cumulative_at(self, t: np.ndarray) -> np.ndarray:
         """Integrated seasonal intensity M(t), t in fractional days since the first day."""
         return np.interp(t, np.arange(self._days + 1), self._cumulative)
 
@@ -133,7 +153,7 @@ class SyntheticShop:
         channel_idx = rng.choice(len(names), size=n, p=base_mix / base_mix.sum())
         if spec.drift is not None and spec.drift.channel_mix:
             drifted_mix = np.array([spec.drift.channel_mix.get(c, 0.0) for c in names])
-            after = acquired_at >= self._day_index(spec.drift.start)
+            after = acquired_at >= self.day_index(spec.drift.start)
             channel_idx[after] = rng.choice(len(names), size=int(after.sum()), p=drifted_mix / drifted_mix.sum())
         channel = np.array(names)[channel_idx]
         rate_mult = np.array([CHANNELS[c].rate for c in names])[channel_idx]
@@ -146,11 +166,11 @@ class SyntheticShop:
         death_at = acquired_at + rng.exponential(1 / dropout_rate)
         active_until = np.minimum(death_at, horizon_end)
 
-        expected = purchase_rate * (self._cumulative_at(active_until) - self._cumulative_at(acquired_at))
+        expected = purchase_rate * (self.cumulative_at(active_until) - self.cumulative_at(acquired_at))
         repeat_counts = rng.poisson(expected)
         owner = np.repeat(np.arange(n), repeat_counts)
-        m_lo = self._cumulative_at(acquired_at)[owner]
-        m_hi = self._cumulative_at(active_until)[owner]
+        m_lo = self.cumulative_at(acquired_at)[owner]
+        m_hi = self.cumulative_at(active_until)[owner]
         repeat_times = self._time_at_cumulative(m_lo + rng.random(owner.size) * (m_hi - m_lo))
 
         order_owner = np.concatenate([np.arange(n), owner])
@@ -158,7 +178,7 @@ class SyntheticShop:
         mean_value = rng.lognormal(np.log(spec.mean_order_value) - 0.125, 0.5, n) * value_mult
         value = mean_value[order_owner] * rng.lognormal(-0.06, 0.35, order_owner.size)
         if spec.drift is not None:
-            value = np.where(order_time >= self._day_index(spec.drift.start), value * spec.drift.value_factor, value)
+            value = np.where(order_time >= self.day_index(spec.drift.start), value * spec.drift.value_factor, value)
 
         dirt = spec.dirt
         n_guest = rng.binomial(order_owner.size, dirt.guest_rate)
@@ -178,8 +198,7 @@ class SyntheticShop:
             value_col[order],
             is_test[order],
         )
-        self._real_order_customer = order_owner
-        self._real_order_time = order_time
+        self.order_owner, self.order_time = order_owner, order_time  # customers' own orders (no guests, no tests)
         self.truth = pd.DataFrame(
             {
                 "customer_id": CUSTOMER_ID_BASE + np.arange(n),
@@ -188,6 +207,7 @@ class SyntheticShop:
                 "purchase_rate": purchase_rate,
                 "dropout_rate": dropout_rate,
                 "death_at_day": death_at,
+                "mean_order_value": mean_value * np.exp(-0.06 + 0.35**2 / 2),  # E[value] of the next order
             }
         )
         self.orders = self._orders_frame(customer_col, time_col, value_col, is_test)
@@ -209,7 +229,7 @@ class SyntheticShop:
         cancel_t = np.where(cancelled, created + rng.uniform(0.01, 2.0, n), np.nan)
         refunded = (~cancelled) & (rng.random(n) < dirt.refund_rate)
         refund_t = np.where(refunded, created + rng.uniform(2.0, 30.0, n), np.nan)
-        refund_share = np.where(rng.random(n) < 0.6, 1.0, rng.uniform(0.1, 0.9, n))
+        refund_share = np.where(rng.random(n) < dirt.full_refund_share, 1.0, rng.uniform(0.1, 0.9, n))
         fulfilled = (~cancelled) & (rng.random(n) < dirt.fulfil_rate)
         fulfil_t = np.where(fulfilled, created + rng.uniform(0.2, 6.0, n), np.nan)
         cancel_t[cancel_t > end_t] = np.nan
@@ -300,103 +320,6 @@ class SyntheticShop:
     @cached_property
     def end_utc(self) -> pd.Timestamp:
         return self._timestamps(np.array([float(self._days)]))[0]
-
-    def _posterior_probability(
-        self, known: np.ndarray, t0: float, horizon_days: int, samples: int = 2000, chunk: int = 2000
-    ) -> np.ndarray:
-        """P(order within H | what the shop's data shows, the true population prior).
-
-        Importance sampling over (rate, dropout) drawn from the generator's own prior (per channel):
-        each draw is weighted by the likelihood of the customer's observed purchases (count, first and
-        last time); the ceiling a model can reach from observable data, unlike `p_true`.
-        """
-        spec, truth = self.spec, self.truth
-        rng = np.random.default_rng(zlib.crc32(f"oracle:{spec.name}:{spec.seed}".encode()))
-        base_rate = rng.gamma(0.9, 1 / (0.9 * spec.mean_days_between_orders), samples)
-        base_dropout = rng.gamma(2.0, 1 / (2.0 * spec.mean_lifetime_days), samples)
-        names = list(CHANNELS)
-        channel = truth["channel"].to_numpy()
-        rate_mult = np.array([CHANNELS[c].rate for c in names])[pd.Categorical(channel, names).codes]
-        dropout_mult = np.array([CHANNELS[c].dropout for c in names])[pd.Categorical(channel, names).codes]
-        owner, when = self._real_order_customer, self._real_order_time
-        seen = when < t0
-        count = np.bincount(owner[seen], minlength=len(truth)) - 1
-        last = np.full(len(truth), np.nan)
-        np.fmax.at(last, owner[seen], when[seen])
-        first = truth["acquired_at_day"].to_numpy()
-        t1 = min(t0 + horizon_days, float(self._days))
-        m_t0 = self._cumulative_at(np.array([t0]))[0]
-        season_h = (self._cumulative_at(np.array([t1]))[0] - m_t0) / max(t1 - t0, 1e-9)
-        result = np.full(len(truth), np.nan)
-        for lo in range(0, len(truth), chunk):
-            rows = np.flatnonzero(known[lo : lo + chunk]) + lo
-            if not len(rows):
-                continue
-            lam = base_rate[None, :] * rate_mult[rows, None]
-            mu = base_dropout[None, :] * dropout_mult[rows, None]
-            active = (self._cumulative_at(last[rows]) - self._cumulative_at(first[rows]))[:, None]
-            gap = np.maximum(t0 - last[rows], 1e-9)[:, None]
-            lam_gap = lam * (m_t0 - self._cumulative_at(last[rows]))[:, None] / gap
-            silent_alive = np.exp(-(mu + lam_gap) * gap)
-            silent_dead = mu / (lam_gap + mu) * (1 - silent_alive)
-            log_like = (
-                count[rows, None] * np.log(lam)
-                - lam * active
-                - mu * (last[rows] - first[rows])[:, None]
-                + np.log(silent_alive + silent_dead)
-            )
-            weight = np.exp(log_like - log_like.max(axis=1, keepdims=True))
-            rate = lam * season_h + mu
-            no_order = mu / rate * (1 - np.exp(-rate * horizon_days)) + np.exp(-rate * horizon_days)
-            p_alive = silent_alive / (silent_alive + silent_dead)
-            result[rows] = (weight * p_alive * (1 - no_order)).sum(axis=1) / weight.sum(axis=1)
-        return result
-
-    def oracle(self, as_of: date, horizon_days: int = 30) -> pd.DataFrame:
-        """True probabilities that each customer known at the end of `as_of` orders in the next H days.
-
-        `p_true` is Bayes-optimal given each customer's latent rate and dropout and their observed
-        purchases: P(alive | history) times P(an order before dropout within the horizon); no model
-        can see the latent parameters, so its AUC is an upper bound nothing reaches. `p_observed` is
-        Bayes-optimal given only what the data shows (purchases and channel) and the true population
-        prior: the ceiling a model can reach. Seasonality enters through the effective rate over the
-        gap and over the horizon. `ordered` is what happened.
-        """
-        t0 = float(self._day_index(as_of) + 1)
-        if not 1 <= t0 <= self._days:
-            raise ValueError(f"as_of {as_of} is outside the shop's history {self.spec.start}..{self.spec.end}")
-        truth = self.truth
-        known = truth["acquired_at_day"].to_numpy() < t0
-        owner, when = self._real_order_customer, self._real_order_time
-        seen = when < t0
-        last = np.full(len(truth), np.nan)
-        np.fmax.at(last, owner[seen], when[seen])
-        lam, mu = truth["purchase_rate"].to_numpy(), truth["dropout_rate"].to_numpy()
-        gap = np.maximum(t0 - last, 1e-9)
-        lam_gap = lam * (self._cumulative_at(np.full_like(last, t0)) - self._cumulative_at(last)) / gap
-        alive_and_silent = np.exp(-(mu + lam_gap) * gap)
-        died_silent = mu / (lam_gap + mu) * (1 - alive_and_silent)
-        p_alive = alive_and_silent / (alive_and_silent + died_silent)
-        t1 = min(t0 + horizon_days, float(self._days))
-        lam_h = (
-            lam * (self._cumulative_at(np.array([t1]))[0] - self._cumulative_at(np.array([t0]))[0]) / max(t1 - t0, 1e-9)
-        )
-        rate = lam_h + mu
-        no_order = mu / rate * (1 - np.exp(-rate * horizon_days)) + np.exp(-rate * horizon_days)
-        future = (when >= t0) & (when < t0 + horizon_days)
-        ordered = np.zeros(len(truth), bool)
-        ordered[owner[future]] = True
-        result = pd.DataFrame(
-            {
-                "customer_id": truth["customer_id"],
-                "p_true": p_alive * (1 - no_order),
-                "p_observed": self._posterior_probability(known, t0, horizon_days),
-                "alive": truth["death_at_day"].to_numpy() >= t0,
-                "ordered": ordered,
-                "horizon_complete": t0 + horizon_days <= self._days,
-            }
-        )
-        return result[known].reset_index(drop=True)
 
 
 def transaction_export(shop: SyntheticShop) -> pd.DataFrame:
