@@ -219,10 +219,12 @@ def schema_problems(frame: pd.DataFrame, resource: str) -> list[str]:
             pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
             problems.append(f"types do not match the schema: {exc}")
+    id_column = schema.names[0]
     for name in REQUIRED[resource]:
-        nulls = int(frame[name].isna().sum())
-        if nulls:
-            problems.append(f"{nulls} empty values in required column {name}")
+        empty = frame[name].isna()
+        if empty.any():
+            first = ", ".join(frame.loc[empty, id_column].astype(str).head(5))
+            problems.append(f"{int(empty.sum())} empty values in required column {name} (first {id_column}s: {first})")
     return problems
 
 

@@ -98,11 +98,9 @@ def test_schema_gate_catches_missing_columns_wrong_types_and_empty_required_fiel
         planted(clean["orders"], created_at=(0, pd.NaT)),
     ):
         outcome = evaluate("schema_valid", screen(frame, context()), context())
-        assert (
-            not outcome.passed
-            and outcome.description.startswith("tenant acme 2026-10-20")
-            and "fix" in (outcome.description)
-        )
+        assert not outcome.passed and outcome.description.startswith("tenant acme 2026-10-20")
+        assert "(fix: " in outcome.description
+    assert f"created_at (first order_ids: {clean['orders']['order_id'].iloc[0]})" in outcome.description
 
 
 def test_quarantine_share_warns_above_five_percent(clean):
