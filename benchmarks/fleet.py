@@ -362,17 +362,19 @@ def bare_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
     from mlops_assets.core.monitoring.drift import PREDICTION, drift_report_html, measure_drift
     from mlops_assets.core.monitoring.performance import realized_metrics
     from mlops_assets.core.monitoring.thresholds import MonitoringThresholds
-    from mlops_assets.core.sources.ingest import ingest_day, store_quarantine
+    from mlops_assets.core.sources.ingest import gate_context, ingest_day, store_quarantine
     from mlops_assets.core.sources.records import SCHEMAS
+    from mlops_assets.core.sources.screening import screen
     from mlops_assets.core.tenants.registry import TenantRegistry
     from mlops_assets.core.warehouse.prediction_store import read_partition, refresh_statistics, write_partition
+    from mlops_assets.core.warehouse.quarantine_ledger import IngestionDay, QuarantineLedger
     from mlops_assets.monitoring import _report_path, reference_snapshot
     from mlops_assets.resources import ShopApiResource
     from mlops_assets.settings import Settings
 
     settings = Settings.from_env()
     root = lake.lake_root(settings.lake_url, settings.s3_endpoint_url)
-    registry = TenantRegistry(settings.warehouse_url)
+    registry, ledger = TenantRegistry(settings.warehouse_url), QuarantineLedger(settings.warehouse_url)
     models = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri, settings.s3_endpoint_url)
     shop_api, thresholds = ShopApiResource(), MonitoringThresholds()
 
@@ -385,10 +387,18 @@ def bare_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
         if cycle == "daily":
             with shop_api.client(tenant) as client:
                 for resource_name in ("orders", "customers"):
+                    asset = f"raw_{resource_name}"
                     ingested = ingest_day(tenant, resource_name, day, client)
-                    store_quarantine(root, resource_name, tenant_id, day, ingested)
-                    path = lake.partition_path(root, f"raw_{resource_name}", tenant_id, day)
-                    lake.write_frame(path, ingested.frame, SCHEMAS[resource_name])
+                    ctx = gate_context(root, tenant, resource_name, day, ingested.frame)
+                    released = ledger.released(tenant_id) if resource_name == "orders" else frozenset()
+                    screened = screen(ingested.frame, ctx, released, ingested.quarantine)
+                    store_quarantine(root, asset, tenant_id, day, screened.quarantine)
+                    ledger.record(
+                        IngestionDay(tenant_id, asset, day, screened.rows_read, len(screened.frame), screened.by_reason)
+                    )
+                    lake.write_frame(
+                        lake.partition_path(root, asset, tenant_id, day), screened.frame, SCHEMAS[resource_name]
+                    )
         history = read_orders(history_files(root, tenant_id))
         features = feature_snapshot(history, day, tenant.timezone, tenant.horizon_days)
         digest = write("customer_features", tenant_id, features)

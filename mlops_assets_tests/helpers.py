@@ -22,11 +22,16 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+# Record rules quarantine rows and warn; only data unusable as a whole blocks (issue 20).
 ORDER_GATES = {
-    "schema_valid": True, "unique_ids": True, "non_negative_amounts": True, "currency_matches_tenant": True,
-    "timestamps_in_day": True, "no_extreme_outliers": True, "quarantine_share": False,
+    "schema_valid": True, "usable_partition": True, "unique_ids": False, "non_negative_amounts": False,
+    "currency_matches_tenant": False, "timestamps_in_day": False, "no_extreme_outliers": False,
+    "quarantine_share": False,
 }  # fmt: skip
-CUSTOMER_GATES = {"schema_valid": True, "unique_ids": True, "timestamps_in_day": True, "quarantine_share": False}
+CUSTOMER_GATES = {
+    "schema_valid": True, "usable_partition": True, "unique_ids": False, "timestamps_in_day": False,
+    "quarantine_share": False,
+}  # fmt: skip
 STAGE_CHECKS = {
     "raw_orders": {**ORDER_GATES, "row_count_in_range": False},
     "raw_customers": CUSTOMER_GATES,

@@ -154,7 +154,10 @@ def test_malformed_records_are_quarantined_and_counted(tmp_path, shops, emulator
     quarantined = meta["raw_orders"]["quarantined"]
     assert quarantined > 0
     stored = lake.read_frame(lake.quarantine_path(lake.lake_root(lake_config["url"]), "raw_orders", "acme", DAYS[-1]))
-    assert len(stored) == quarantined and stored["error"].str.len().gt(0).all()
+    assert len(stored) == quarantined and stored["error"].str.contains("tenant acme: orders record").all()
+    assert (stored["reason"] == "invalid_record").all() and meta["raw_orders"]["quarantined_by_reason"] == {
+        "invalid_record": quarantined
+    }
     orders = shops["acme"].orders
     start, end = (
         pd.Timestamp(str(DAYS[-1]), tz="America/New_York"),
@@ -162,9 +165,12 @@ def test_malformed_records_are_quarantined_and_counted(tmp_path, shops, emulator
     )
     updated_that_day = ((orders["updated_at"] >= start) & (orders["updated_at"] < end)).sum()
     assert meta["raw_orders"]["rows"] + quarantined == updated_that_day, "nothing is silently dropped"
+    assert meta["raw_orders"]["rows_read"] == updated_that_day
 
 
-def test_wrong_tenant_currency_fails_a_blocking_check(postgres_url, tmp_path, shops, emulator_factory, monkeypatch):
+def test_a_wrong_tenant_currency_quarantines_every_order_and_blocks_only_that_tenant_day(
+    postgres_url, tmp_path, shops, emulator_factory, monkeypatch
+):
     emulator = emulator_factory(shops, bucket=(40, 1000.0))
     instance = setup(postgres_url, emulator, monkeypatch, currencies={"acme": "EUR", "globex": "EUR"})
     result = run_rectangle(
@@ -178,9 +184,18 @@ def test_wrong_tenant_currency_fails_a_blocking_check(postgres_url, tmp_path, sh
     evaluations = {
         e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "raw_orders"
     }
-    currency = evaluations["currency_matches_tenant"]
-    assert not currency.passed and currency.blocking
-    assert currency.metadata["failed_partitions"].value == [f"{DAYS[-1].isoformat()}|acme"]
+    currency, usable = evaluations["currency_matches_tenant"], evaluations["usable_partition"]
+    assert not currency.passed and not currency.blocking, "a record rule warns"
+    assert not usable.passed and usable.blocking, "every order quarantined: the data as a whole is unusable"
+    acme = f"{DAYS[-1].isoformat()}|acme"
+    assert usable.metadata["failed_partitions"].value == [acme]
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    reason = failure.step_failure_data.user_failure_data.description
+    assert f"raw_orders {acme}: tenant acme {acme}: blocking gate failed: usable_partition:" in reason, reason
+    assert "foreign_currency" in reason and "(fix: the shop's currency or `mlops tenants` currency)" in reason
+    first = sorted(str(i) for i in shops["acme"].orders["order_id"])
+    assert any(order_id in reason for order_id in first), "the first offending order ids"
+    assert "globex" not in reason
 
 
 def test_missing_token_variable_names_tenant_variable_and_fix(tmp_path, shops, emulator_factory, monkeypatch):

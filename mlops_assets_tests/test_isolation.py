@@ -1,8 +1,9 @@
 """Per-tenant failure isolation inside one batched run (issue 15), over real components: the shop emulator
 over HTTP, a Dagster instance, the lake, an MLflow registry and the warehouse.
 
-One run covers several tenants; one has a revoked token, one a fat-fingered negative amount, one a
-production model whose artifact is missing. The healthy tenants are written; each failing tenant-day is
+One run covers several tenants; one has a revoked token, one a day whose orders were all keyed in as
+negative amounts (a bad order is quarantined; a day of them is unusable), one a production model whose
+artifact is missing. The healthy tenants are written; each failing tenant-day is
 FAILED with its cause; after the fault is fixed a re-run completes it, equal to a clean run.
 """
 
@@ -38,7 +39,7 @@ from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, lake_digests, wr
 PARTITIONS = TenantDayPartitions.of(defs())
 LAST = PARTITIONS.last_day
 DAYS = [LAST - timedelta(days=1), LAST]
-TENANT_IDS = ["acme", "globex", "initech"]  # acme: revoked token; globex: a negative amount; initech: healthy
+TENANT_IDS = ["acme", "globex", "initech"]  # acme: revoked token; globex: a day of negative amounts; initech: fine
 INGESTED = [raw_asset(resource, PARTITIONS) for resource in ("orders", "customers")]
 FEATURES = feature_assets(PARTITIONS)
 # The served model's snapshot is of TEST_END: a window that holds it.
@@ -69,10 +70,11 @@ def shops():
 
 
 def _fat_fingered(shop: SyntheticShop) -> SyntheticShop:
-    """The shop with one order of the last day keyed in with a negative amount."""
+    """The shop with every order of the last day keyed in with a negative amount."""
     broken = copy.deepcopy(shop)
     day_orders = broken.orders.index[broken.orders["updated_at"].dt.date == LAST]
-    broken.orders.loc[day_orders[0], "total_price"] = -broken.orders.loc[day_orders[0], "total_price"]
+    assert len(day_orders) >= 10, "fewer would be record faults, quarantined without blocking"
+    broken.orders.loc[day_orders, "total_price"] = -broken.orders.loc[day_orders, "total_price"]
     return broken
 
 
@@ -139,7 +141,10 @@ def test_a_revoked_token_and_a_failed_gate_fail_only_their_tenant_days_and_heal_
     reason = _verdict_failure(result)
     assert reason.startswith(f"3 tenant-days failed ({acme[0]}, {acme[1]}, {globex_broken}); raw_customers {acme[0]}")
     assert f"raw_orders {acme[0]}: tenant acme" in reason and "401" in reason, reason
-    assert f"raw_orders {globex_broken}: tenant globex {globex_broken}: blocking gate failed: non_negative" in reason
+    assert (
+        f"raw_orders {globex_broken}: tenant globex {globex_broken}: blocking gate failed: usable_partition" in reason
+    )
+    assert "negative_amount: a negative amount that is not a refund (fix: check the order in the shop)" in reason
     assert reason.endswith("; 3 downstream partitions skipped"), reason
     assert "initech" not in reason
     # The cause is on the partition itself, where the UI shows a tenant-day's events.

@@ -5,7 +5,8 @@ the default (so a client that forgets `status=any` loses cancelled orders), incl
 `updated_at_min/max`, `limit<=250`, opaque `page_info` cursors in the `Link` header that refuse
 other filters, token auth, and the leaky bucket (40 requests, 2 per second) with 429 +
 `Retry-After` and `X-Shopify-Shop-Api-Call-Limit`. Faults are opt-in: 5xx, latency, dropped
-connections, malformed bodies, and malformed records (always the same records, like real bad data).
+connections, malformed bodies, and, always on the same records like real bad data, malformed
+records and fat-finger orders (a total a million times too large).
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ class Faults:
     drop_rate: float = 0.0
     malformed_body_rate: float = 0.0
     malformed_record_rate: float = 0.0
+    outlier_order_rate: float = 0.0
     seed: int = 0
+
+    def picks(self, kind: str, rate: float, record_id: int) -> bool:
+        """Whether a record carries a fault: by a hash of the record, so every request and version agrees."""
+        return rate > 0 and zlib.crc32(f"{self.seed}:{kind}:{record_id}".encode()) % 10_000 < rate * 10_000
+
+
+OUTLIER_MULTIPLIER = 1_000_000  # a fat finger on the zero key, or cents read as millionths
 
 
 class LeakyBucket:
@@ -400,8 +409,9 @@ class ShopApiEmulator:
             "line_items": line_items,
             "refunds": refunds,
         }
-        rate = self.faults.malformed_record_rate
-        if rate > 0 and (zlib.crc32(f"{self.faults.seed}:{order_id}".encode()) % 10_000) < rate * 10_000:
+        if self.faults.picks("outlier", self.faults.outlier_order_rate, order_id):
+            record["total_price"] = _money(row.total_price * OUTLIER_MULTIPLIER)
+        if self.faults.picks("malformed", self.faults.malformed_record_rate, order_id):
             corruption = order_id % 3
             if corruption == 0:
                 record["total_price"] = "12,34 EUR"

@@ -1,9 +1,10 @@
 """The emulator behaves like the Shopify Admin REST API where a client can get it wrong."""
 
 import pandas as pd
+import pytest
 import requests
 
-from mlops_assets.sim.shop_emulator import LeakyBucket
+from mlops_assets.sim.shop_emulator import OUTLIER_MULTIPLIER, Faults, LeakyBucket
 
 TOKEN = {"X-Shopify-Access-Token": "shpat_test_token"}
 
@@ -107,3 +108,25 @@ def test_replay_mode_answers_as_the_shop_did_on_the_day(emulator_factory, small_
     final = day_of(refunded["order_id"], changed, changed + pd.Timedelta(days=1) - pd.Timedelta(seconds=1))
     assert len(final) == 1 and len(final[0]["refunds"]) == 1 and final[0]["financial_status"] != "paid"
     assert [o["financial_status"] for o in day_of(refunded["order_id"], None, None)] == [final[0]["financial_status"]]
+
+
+def test_fat_finger_orders_are_the_same_orders_on_every_request(emulator_factory, small_shop):
+    faults = Faults(outlier_order_rate=0.05, seed=3)
+    emulator = emulator_factory({"acme": small_shop}, faults=faults, bucket=(400, 1000.0))
+    params = {"status": "any", "limit": 250, "updated_at_min": "2026-06-01T00:00:00Z"}
+
+    def served() -> dict[int, float]:
+        url, query, found = orders_url(emulator), dict(params), {}
+        while url:
+            response = requests.get(url, params=query, headers=TOKEN, timeout=5)
+            found |= {order["id"]: float(order["total_price"]) for order in response.json()["orders"]}
+            url, query = response.links.get("next", {}).get("url"), None
+        return found
+
+    first, again = served(), served()
+    assert first == again
+    prices = small_shop.orders.set_index("order_id")["total_price"]
+    fat = {order_id for order_id, price in first.items() if price != round(prices[order_id], 2)}
+    assert 0.02 < len(fat) / len(first) < 0.08
+    assert fat == {order_id for order_id in first if faults.picks("outlier", faults.outlier_order_rate, order_id)}
+    assert all(first[i] == pytest.approx(prices[i] * OUTLIER_MULTIPLIER, rel=1e-6) for i in fat)

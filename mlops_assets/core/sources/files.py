@@ -1,9 +1,11 @@
 """File tenants: a transaction export (CSV or Parquet, local or on the lake) split into days.
 
 Columns are mapped by name (`customer_id`, `timestamp`, `amount`, optional `order_id`,
-`quantity`, `currency`). Rows that cannot be read are quarantined with the field and the fix;
-rows whose timestamp cannot be read belong to no day and are kept in one `undated` quarantine
-file per tenant, refreshed on every ingestion so nothing is lost or counted twice.
+`quantity`, `currency`). Rows that cannot be read are quarantined with the field and the fix.
+A negative amount is a refund (exports write refunds as negative rows): it becomes a new version
+of the order it refunds, dated when it was refunded, as a Shopify order is updated by its refund.
+Rows outside every ingested day (unreadable, future or older than the history start timestamps)
+are the history sweep's to count (`out_of_window`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
+from mlops_assets.core.sources.reasons import REASONS
 from mlops_assets.core.sources.records import quarantine_frame, to_frame
+from mlops_assets.core.sources.screening import CENT
 from mlops_assets.core.tenants.sources import FileSource
 
 REQUIRED = ("customer_id", "timestamp", "amount")
@@ -31,8 +35,6 @@ class FileSourceError(ValueError):
 class DaySlice:
     frame: pd.DataFrame
     quarantine: pd.DataFrame
-    undated: pd.DataFrame
-    source_rows: int
 
 
 def _read_export(url: str, file_format: str, delimiter: str) -> pd.DataFrame:
@@ -93,22 +95,33 @@ def normalize_export(
         column("currency").str.upper() if column("currency") is not None else pd.Series(currency, index=raw.index)
     )
 
-    errors = pd.Series(pd.NA, index=raw.index, dtype="string")
+    subject = f"tenant {tenant_id}: "
     checks = [
-        (customer.isna(), f"customer_id: empty (fix: every row of the export needs column {mapping['customer_id']!r})"),
-        (local.isna(), f"timestamp: unreadable {mapping['timestamp']!r} value (fix: ISO 8601 or YYYYMMDD)"),
-        (amount.isna() | ~np.isfinite(amount.fillna(0)), f"amount: not a number in column {mapping['amount']!r}"),
-        (quantity.isna(), "quantity: not a number"),
+        (customer.isna(), "invalid_record", subject + f"customer_id: empty in column {mapping['customer_id']!r}"),
+        (
+            local.isna(),
+            "unreadable_timestamp",
+            subject + f"timestamp: {mapping['timestamp']!r} value '" + text_ts.fillna("") + "' cannot be read",
+        ),
+        (
+            amount.isna() | ~np.isfinite(amount.fillna(0)),
+            "invalid_record",
+            subject + f"amount: {mapping['amount']!r} value '" + column("amount").fillna("") + "' is not a number",
+        ),
+        (quantity.isna(), "invalid_record", subject + "quantity: not a number"),
     ]
-    for bad, message in reversed(checks):
-        errors = errors.mask(bad, message)
+    errors = pd.Series(pd.NA, index=raw.index, dtype="string")
+    reasons = pd.Series(pd.NA, index=raw.index, dtype="string")
+    for bad, reason, message in reversed(checks):  # the first problem of a row is the one it is quarantined for
+        errors = errors.mask(bad, message + ": " + REASONS[reason])
+        reasons = reasons.mask(bad, reason)
 
     order_id = column("order_id")
     if order_id is None or order_id.eq("").all():
         stamp = local.dt.strftime("%Y%m%dT%H%M%S").fillna("undated")
         base = customer.fillna("") + "-" + stamp
         order_id = base + "-" + base.groupby(base).cumcount().astype(str)
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "order_id": order_id,
             "order_name": pd.NA,
@@ -130,24 +143,78 @@ def normalize_export(
             "item_quantity": quantity.fillna(0).astype("int64"),
             "source_name": "file",
             "_error": errors,
+            "_reason": reasons,
             "_day": local.dt.date,
             "_record": raw.to_dict("records"),
         }
     )
+    return resolve_refunds(rows, tenant_id)
 
 
-def _quarantine(rows: pd.DataFrame) -> pd.DataFrame:
+def resolve_refunds(rows: pd.DataFrame, tenant_id: str) -> pd.DataFrame:
+    """Each negative-amount row as a refund: the order with its id when the export repeats it, else the customer's
+    latest earlier order in the same currency with that much unrefunded. A matched refund becomes that order's new
+    version (updated at the refund, `total_refunded` accumulated); an unmatched one is quarantined."""
+    good = rows["_error"].isna()
+    refunds = rows.index[good & (rows["total_price"] < 0)]
+    if not len(refunds):
+        return rows
+    rows = rows.copy()
+    orders = rows[good & (rows["total_price"] >= 0)].sort_values("created_at", kind="stable")
+    unrefunded = orders["total_price"].to_dict()
+    by_id = dict(zip(orders["order_id"][::-1], orders.index[::-1], strict=True))  # the first order of an id
+    customers = orders[orders["customer_id"].isin(rows.loc[refunds, "customer_id"])].groupby("customer_id")
+    for index in sorted(refunds, key=lambda i: (rows.at[i, "created_at"], i)):
+        refund = rows.loc[index]
+        amount = -float(refund["total_price"])
+        target = by_id.get(refund["order_id"])
+        if target is None and refund["customer_id"] in customers.groups:
+            earlier = customers.get_group(refund["customer_id"])
+            earlier = earlier[
+                (earlier["created_at"] < refund["updated_at"])
+                & (earlier["currency"] == refund["currency"])
+                & (earlier.index.map(unrefunded) >= amount - CENT)
+            ]
+            target = earlier.index[-1] if len(earlier) else None
+        if target is None:
+            rows.at[index, "_error"] = (
+                f"tenant {tenant_id}: amount {-amount:.2f} of customer {refund['customer_id']} on "
+                f"{refund['updated_at'].isoformat()} matches no earlier order in {refund['currency']} with that much "
+                f"unrefunded: {REASONS['unmatched_refund']}"
+            )
+            rows.at[index, "_reason"] = "unmatched_refund"
+            continue
+        unrefunded[target] -= amount
+        original = orders.loc[target]
+        for column in ("order_id", "customer_id", "created_at", "processed_at", "currency", "total_price"):
+            rows.at[index, column] = original[column]
+        rows.at[index, "item_quantity"] = original["item_quantity"]
+        rows.at[index, "total_refunded"] = round(float(original["total_price"]) - unrefunded[target], 2)
+        rows.at[index, "financial_status"] = "refunded" if unrefunded[target] <= CENT else "partially_refunded"
+    return rows
+
+
+def _quarantine(rows: pd.DataFrame, reasons: pd.Series | None = None) -> pd.DataFrame:
+    """Export rows as quarantine records (`reasons`, when given, replaces the rows' own)."""
+    reasons = rows["_reason"] if reasons is None else reasons
     return quarantine_frame(
         [
-            {"record_id": str(r["order_id"]), "error": r["_error"], "record": pd.Series(r["_record"]).to_json()}
-            for r in rows[["order_id", "_error", "_record"]].to_dict("records")
+            {
+                "record_id": str(order_id),
+                "day": None if pd.isna(day) else day,
+                "reason": reason,
+                "error": error,
+                "record": pd.Series(record).to_json(),
+            }
+            for order_id, day, reason, error, record in zip(
+                rows["order_id"], rows["_day"], reasons, rows["_error"], rows["_record"], strict=True
+            )
         ]
     )
 
 
 def day_slices(normalized: pd.DataFrame, days: list[date]) -> dict[date, DaySlice]:
     """The days' rows in one pass over the export (a mask per day made a history sweep O(days x rows))."""
-    undated = _quarantine(normalized[normalized["_day"].isna()])
     by_day = dict(tuple(normalized[normalized["_day"].isin(days)].groupby("_day", sort=False)))
     empty = normalized.iloc[0:0]
     slices = {}
@@ -155,9 +222,24 @@ def day_slices(normalized: pd.DataFrame, days: list[date]) -> dict[date, DaySlic
         todays = by_day.get(day, empty)
         good = todays[todays["_error"].isna()]
         slices[day] = DaySlice(
-            frame=to_frame("orders", good.drop(columns=["_error", "_day", "_record"])),
+            frame=to_frame("orders", good.drop(columns=["_error", "_reason", "_day", "_record"])),
             quarantine=_quarantine(todays[todays["_error"].notna()]),
-            undated=undated,
-            source_rows=len(normalized),
         )
     return slices
+
+
+def out_of_window(normalized: pd.DataFrame, today: date, since: date | None, tenant_id: str) -> pd.DataFrame:
+    """Rows no ingested day holds: undated, dated after `today` or before `since`, as quarantine records.
+
+    A row with a problem of its own keeps that reason; otherwise its date is the reason."""
+    day = normalized["_day"]
+    future = day.notna() & (day > today)
+    early = day.notna() & (day < since) if since is not None else pd.Series(False, index=normalized.index)
+    rows = normalized[day.isna() | future | early].copy()
+    window = pd.Series("future_timestamp", index=rows.index).where(future[rows.index], "before_history_start")
+    limit = pd.Series(f"after today ({today})", index=rows.index).where(future[rows.index], f"before {since}")
+    own = rows["_reason"].notna()
+    rows["_error"] = rows["_error"].where(
+        own, f"tenant {tenant_id}: timestamp: " + rows["_day"].astype(str) + " is " + limit + ": " + window.map(REASONS)
+    )
+    return _quarantine(rows, rows["_reason"].where(own, window))

@@ -1,40 +1,27 @@
-"""Quality gates on raw partitions, as pure functions over a frame and its context.
+"""Quality gates on a screened partition, as pure functions of the screening's result and its context.
 
-Each gate returns an `Outcome`; the Dagster layer turns gates into asset checks, blocking where
-the gate protects training (shape, identity, money, currency, time, outliers) and warning where
-a human should look but the data may well be right (volume swings, quarantine share).
+Record faults are quarantined row by row (`screening.py`); a gate blocks a tenant's partition only
+when the data as a whole is unusable: its shape is broken (`schema_valid`), most of its records were
+quarantined, or its volume collapsed (`usable_partition`). The record rules' gates warn: they name
+how many rows each rule quarantined, a sample of ids and the fix, and the tenant keeps running.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from mlops_assets.core.sources.records import REQUIRED, SCHEMAS
+from mlops_assets.core.sources.reasons import REASONS
+from mlops_assets.core.sources.screening import PartitionContext, Screened
 
-MONEY_COLUMNS = ("total_price", "subtotal_price", "total_tax", "total_discounts", "total_refunded")
-ID_COLUMNS = {"orders": "order_id", "customers": "customer_id"}
-
-
-@dataclass(frozen=True)
-class PartitionContext:
-    """What a gate may know besides the partition's rows."""
-
-    resource: str
-    tenant_id: str
-    day: date
-    timezone: str
-    currency: str
-    quarantined: int = 0
-    trailing_row_counts: tuple[int, ...] = ()
-    trailing_median_order_value: float | None = None
-    outlier_factor: float = 1000.0
+UNUSABLE_SHARE = 0.5  # more than half of a partition quarantined: the source or its mapping is broken, not a row
+UNUSABLE_MIN_ROWS = 10  # ... and at least this many: a tiny shop's one bad order of two is a record fault
+COLLAPSE_RATIO = 10  # a day with under a tenth of the usual volume is an outage or a truncated export
+COLLAPSE_MIN_MEDIAN = 50  # ... judged only where a tenth of the usual is still a few orders
+SAMPLE = 10  # offending ids named in a description and in metadata
 
 
 @dataclass(frozen=True)
@@ -50,160 +37,129 @@ class Gate:
     resources: tuple[str, ...]
     blocking: bool
     description: str
-    evaluate: Callable[[pd.DataFrame, PartitionContext], Outcome]
+    evaluate: Callable[[Screened, PartitionContext], Outcome]
 
 
-def _sample(values) -> list[str]:
-    return [str(v) for v in list(values)[:10]]
+def _sample(quarantine: pd.DataFrame) -> list[str]:
+    return [str(record_id) for record_id in quarantine["record_id"].dropna().unique()[:SAMPLE]]
 
 
-def schema_valid(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
-    schema = SCHEMAS[ctx.resource]
-    problems = []
-    missing = [name for name in schema.names if name not in frame.columns]
-    if missing:
-        problems.append(f"missing columns {missing}")
-    else:
-        try:
-            pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-            problems.append(f"types do not match the schema: {exc}")
-        for name in REQUIRED[ctx.resource]:
-            nulls = int(frame[name].isna().sum())
-            if nulls:
-                problems.append(f"{nulls} empty values in required column {name}")
+def schema_valid(screened: Screened, ctx: PartitionContext) -> Outcome:
+    problems = screened.schema_problems
     if problems:
         return Outcome(
             False,
-            f"tenant {ctx.tenant_id} {ctx.day}: " + "; ".join(problems) + " (fix: the source "
-            "or the normalizer; re-run the partition)",
+            f"{ctx.subject}: " + "; ".join(problems) + " (fix: the source or the normalizer; re-run the partition)",
             {"problems": problems},
         )
-    return Outcome(True, "all required columns present, typed and filled", {"columns": len(schema.names)})
+    return Outcome(True, "all required columns present, typed and filled", {"columns": len(screened.frame.columns)})
 
 
-def unique_ids(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
-    column = ID_COLUMNS[ctx.resource]
-    duplicated = frame[column][frame[column].duplicated()].unique()
-    if len(duplicated):
+def usable_partition(screened: Screened, ctx: PartitionContext) -> Outcome:
+    """Blocks when the partition as a whole cannot be trusted: most records quarantined, or the volume collapsed."""
+    read, quarantined, written = screened.rows_read, len(screened.quarantine), len(screened.frame)
+    meta: dict[str, object] = {"rows_read": read, "quarantined": quarantined, "by_reason": screened.by_reason}
+    if quarantined > read * UNUSABLE_SHARE and quarantined >= UNUSABLE_MIN_ROWS:
+        dominant, count = max(screened.by_reason.items(), key=lambda item: (item[1], item[0]))
+        sample = _sample(screened.quarantine[screened.quarantine["reason"] == dominant])
         return Outcome(
             False,
-            f"tenant {ctx.tenant_id} {ctx.day}: {len(duplicated)} duplicated {column} values "
-            "(fix: the source returns one record per id; re-run the partition)",
-            {"duplicates": len(duplicated), "sample": _sample(duplicated)},
+            f"{ctx.subject}: {quarantined} of {read} {ctx.resource} quarantined, {count} of them {dominant}: "
+            f"{REASONS[dominant]}; first: {', '.join(sample)}; then re-run the partition",
+            {**meta, "dominant_reason": dominant, "sample_ids": sample},
         )
-    return Outcome(True, f"{column} values are unique", {"rows": len(frame)})
-
-
-def non_negative_amounts(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
-    negative = {c: int((frame[c] < 0).sum()) for c in MONEY_COLUMNS if c in frame}
-    over_refunded = int((frame["total_refunded"] > frame["total_price"] + 0.005).sum())
-    bad = {k: v for k, v in negative.items() if v}
-    if over_refunded:
-        bad["total_refunded > total_price"] = over_refunded
-    if bad:
-        rows = frame[(frame[list(negative)] < 0).any(axis=1) | (frame["total_refunded"] > frame["total_price"] + 0.005)]
-        return Outcome(
-            False,
-            f"tenant {ctx.tenant_id} {ctx.day}: negative or over-refunded amounts {bad} "
-            "(fix: check these orders in the shop; amounts must be >= 0)",
-            {"violations": bad, "sample_order_ids": _sample(rows["order_id"])},
-        )
-    return Outcome(True, "all amounts are >= 0 and refunds <= totals", {"rows": len(frame)})
-
-
-def currency_matches_tenant(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
-    other = frame[frame["currency"] != ctx.currency]
-    if len(other):
-        found = sorted(other["currency"].astype(str).unique())
-        return Outcome(
-            False,
-            f"tenant {ctx.tenant_id} {ctx.day}: {len(other)} orders in {found}, tenant currency is "
-            f"{ctx.currency} (fix: `mlops tenants` currency, or the shop's settings)",
-            {"currencies": found, "sample_order_ids": _sample(other["order_id"])},
-        )
-    return Outcome(True, f"all orders in {ctx.currency}", {"rows": len(frame)})
-
-
-def timestamps_in_day(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
-    zone = ZoneInfo(ctx.timezone)
-    start = pd.Timestamp(datetime.combine(ctx.day, datetime.min.time(), zone)).tz_convert("UTC")
-    end = pd.Timestamp(datetime.combine(ctx.day + timedelta(days=1), datetime.min.time(), zone)).tz_convert("UTC")
-    outside = frame[(frame["updated_at"] < start) | (frame["updated_at"] >= end)]
-    backwards = frame[frame["created_at"] > frame["updated_at"]]
-    if len(outside) or len(backwards):
-        return Outcome(
-            False,
-            f"tenant {ctx.tenant_id} {ctx.day}: {len(outside)} rows updated outside the day "
-            f"[{start.isoformat()}, {end.isoformat()}) and {len(backwards)} created after their update "
-            "(fix: check the tenant's timezone; re-run the partition)",
-            {"outside_day": len(outside), "created_after_update": len(backwards)},
-        )
-    return Outcome(True, f"every row updated within {ctx.day} ({ctx.timezone})", {"rows": len(frame)})
-
-
-def no_extreme_outliers(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
-    median = ctx.trailing_median_order_value
-    if median is None or not np.isfinite(median) or median <= 0:
-        return Outcome(True, "too little history for a median order value yet", {"median_order_value": None})
-    limit = median * ctx.outlier_factor
-    extreme = frame[frame["total_price"] > limit]
-    meta = {
-        "median_order_value": round(float(median), 2),
-        "limit": round(float(limit), 2),
-        "extreme_orders": len(extreme),
-    }
-    if len(extreme):
-        return Outcome(
-            False,
-            f"tenant {ctx.tenant_id} {ctx.day}: {len(extreme)} orders above {ctx.outlier_factor:g}x the "
-            f"median order value {median:.2f} (fix: confirm with the shop; a real order of this size needs "
-            "a higher outlier_factor)",
-            {**meta, "sample_order_ids": _sample(extreme["order_id"])},
-        )
-    return Outcome(True, f"no order above {ctx.outlier_factor:g}x the median order value", meta)
-
-
-def row_count_in_range(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
     history = ctx.trailing_row_counts
+    median = float(np.median(history)) if history else 0.0
+    if ctx.resource == "orders" and median >= COLLAPSE_MIN_MEDIAN and written < median / COLLAPSE_RATIO:
+        return Outcome(
+            False,
+            f"{ctx.subject}: {written} orders against a trailing median of {median:g} a day (fix: the shop's API or "
+            "the export returned part of the day; re-run the partition when it is complete)",
+            {**meta, "rows": written, "trailing_median": median},
+        )
+    return Outcome(True, f"{written} of {read} {ctx.resource} usable", meta)
+
+
+def record_rule(*reasons: str, extra: Callable[[PartitionContext], dict] | None = None):
+    """The gate of record rules: fails (as a warning) when they quarantined rows, naming count, ids and the fix."""
+
+    def evaluate(screened: Screened, ctx: PartitionContext) -> Outcome:
+        meta = extra(ctx) if extra else {}
+        hit = screened.quarantine
+        if len(hit):
+            hit = hit[hit["reason"].isin(reasons)]
+        if hit.empty:
+            return Outcome(True, f"no {ctx.resource} quarantined as {' or '.join(reasons)}", meta)
+        counts = {reason: int(n) for reason, n in hit["reason"].value_counts().sort_index().items()}
+        sample = _sample(hit)
+        fixes = "; ".join(f"{reason} ({n}): {REASONS[reason]}" for reason, n in counts.items())
+        return Outcome(
+            False,
+            f"{ctx.subject}: {len(hit)} {ctx.resource} quarantined, the rest kept: {fixes}; first: {', '.join(sample)}",
+            {**meta, "quarantined": len(hit), "by_reason": counts, "sample_ids": sample},
+        )
+
+    return evaluate
+
+
+def row_count_in_range(screened: Screened, ctx: PartitionContext) -> Outcome:
+    history, rows = ctx.trailing_row_counts, len(screened.frame)
     if len(history) < 7:
-        return Outcome(True, f"only {len(history)} trailing days to compare with (needs 7)", {"rows": len(frame)})
+        return Outcome(True, f"only {len(history)} trailing days to compare with (needs 7)", {"rows": rows})
     median = float(np.median(history))
     low, high = median / 5 - 10, median * 5 + 10
-    meta = {"rows": len(frame), "trailing_median": median, "low": max(low, 0), "high": high}
-    if not low <= len(frame) <= high:
+    meta = {"rows": rows, "trailing_median": median, "low": max(low, 0), "high": high}
+    if not low <= rows <= high:
         return Outcome(
             False,
-            f"tenant {ctx.tenant_id} {ctx.day}: {len(frame)} rows against a trailing median of "
-            f"{median:g} (fix: look for an outage or a bulk import at the source)",
+            f"{ctx.subject}: {rows} rows against a trailing median of {median:g} "
+            "(fix: look for an outage or a bulk import at the source)",
             meta,
         )
     return Outcome(True, "row count within 5x of the trailing median", meta)
 
 
-def quarantine_share(frame: pd.DataFrame, ctx: PartitionContext) -> Outcome:
-    total = len(frame) + ctx.quarantined
-    share = ctx.quarantined / total if total else 0.0
-    meta = {"quarantined": ctx.quarantined, "share": round(share, 4)}
+def quarantine_share(screened: Screened, ctx: PartitionContext) -> Outcome:
+    quarantined, total = len(screened.quarantine), screened.rows_read
+    share = quarantined / total if total else 0.0
+    meta = {"quarantined": quarantined, "share": round(share, 4), "by_reason": screened.by_reason}
     if share > 0.05:
         return Outcome(
             False,
-            f"tenant {ctx.tenant_id} {ctx.day}: {ctx.quarantined} of {total} records quarantined "
+            f"{ctx.subject}: {quarantined} of {total} records quarantined {screened.by_reason} "
             "(fix: read the errors under the lake's quarantine/ and fix the source or its column mapping)",
             meta,
         )
-    return Outcome(True, f"{ctx.quarantined} records quarantined", meta)
+    return Outcome(True, f"{quarantined} records quarantined", meta)
 
 
+def _outlier_metadata(ctx: PartitionContext) -> dict:
+    return ctx.outliers.metadata() if ctx.outliers else {"median_order_value": None}
+
+
+BOTH, ORDERS = ("orders", "customers"), ("orders",)
 GATES: tuple[Gate, ...] = (
-    Gate("schema_valid", ("orders", "customers"), True, "Required fields present and typed", schema_valid),
-    Gate("unique_ids", ("orders", "customers"), True, "One row per id", unique_ids),
-    Gate("non_negative_amounts", ("orders",), True, "No negative amounts, refunds within totals", non_negative_amounts),
-    Gate("currency_matches_tenant", ("orders",), True, "Orders are in the tenant's currency", currency_matches_tenant),
-    Gate("timestamps_in_day", ("orders", "customers"), True, "Rows belong to the partition's day", timestamps_in_day),
-    Gate("no_extreme_outliers", ("orders",), True, "No order 1000x the tenant's median", no_extreme_outliers),
-    Gate("row_count_in_range", ("orders",), False, "Volume within 5x of the trailing 14 days", row_count_in_range),
-    Gate("quarantine_share", ("orders", "customers"), False, "At most 5% of records quarantined", quarantine_share),
+    Gate("schema_valid", BOTH, True, "Required fields present and typed", schema_valid),
+    Gate("usable_partition", BOTH, True, "Most records usable and the volume not collapsed", usable_partition),
+    Gate("unique_ids", BOTH, False, "No id twice with conflicting content", record_rule("conflicting_duplicate")),
+    Gate(
+        "non_negative_amounts",
+        ORDERS,
+        False,
+        "No negative amounts, refunds matched and within totals",
+        record_rule("negative_amount", "over_refunded", "unmatched_refund"),
+    ),
+    Gate("currency_matches_tenant", ORDERS, False, "Orders in the tenant's currency", record_rule("foreign_currency")),
+    Gate("timestamps_in_day", BOTH, False, "Rows belong to the partition's day", record_rule("outside_day")),
+    Gate(
+        "no_extreme_outliers",
+        ORDERS,
+        False,
+        "No order far above the tenant's usual values (robust limit)",
+        record_rule("extreme_outlier", extra=_outlier_metadata),
+    ),
+    Gate("row_count_in_range", ORDERS, False, "Volume within 5x of the trailing 14 days", row_count_in_range),
+    Gate("quarantine_share", BOTH, False, "At most 5% of records quarantined", quarantine_share),
 )
 
 

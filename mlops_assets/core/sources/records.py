@@ -7,6 +7,7 @@ pyarrow schemas are the contract of the lake's `raw_orders` and `raw_customers` 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from mlops_assets.core.sources.reasons import REASONS
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 
@@ -55,8 +58,19 @@ CUSTOMERS_SCHEMA = pa.schema(
 )
 CUSTOMERS_REQUIRED = ("customer_id", "created_at", "updated_at")
 
-QUARANTINE_SCHEMA = pa.schema([("record_id", pa.string()), ("error", pa.string()), ("record", pa.string())])
+# One row per quarantined record: its id when it has one, the day it belongs to (null: none can be read),
+# the reason code (`reasons.REASONS`), the error naming tenant, field, value and fix, and the raw record.
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("day", pa.date32()),
+        ("reason", pa.string()),
+        ("error", pa.string()),
+        ("record", pa.string()),
+    ]
+)
 
+_EMPTY_QUARANTINE = QUARANTINE_SCHEMA.empty_table().to_pandas()
 SCHEMAS = {"orders": ORDERS_SCHEMA, "customers": CUSTOMERS_SCHEMA}
 REQUIRED = {"orders": ORDERS_REQUIRED, "customers": CUSTOMERS_REQUIRED}
 
@@ -158,7 +172,7 @@ MODELS: dict[str, type[ShopifyOrder] | type[ShopifyCustomer]] = {"orders": Shopi
 
 @dataclass
 class Validated:
-    """Rows that passed, as a typed frame, and the quarantined rest with the reason for each."""
+    """Rows that passed, as a typed frame (every version the source returned), and the quarantined rest."""
 
     frame: pd.DataFrame
     quarantine: pd.DataFrame
@@ -172,25 +186,56 @@ def describe_error(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False))
 
 
-def validate_records(resource: str, records: Iterable[dict[str, Any]]) -> Validated:
+def validate_records(resource: str, records: Iterable[dict[str, Any]], tenant_id: str | None = None) -> Validated:
     model = MODELS[resource]
+    subject = f"tenant {tenant_id}: " if tenant_id else ""
     rows, bad = [], []
     for record in records:
         try:
             rows.append(model.model_validate(record).row())
         except ValidationError as exc:
             record_id = record.get("id") if isinstance(record, dict) else None
+            problem = f"{subject}{resource} record {record_id}: {describe_error(exc)}"
             bad.append(
                 {
                     "record_id": None if record_id is None else str(record_id),
-                    "error": describe_error(exc),
+                    "reason": "invalid_record",
+                    "error": f"{problem}: {REASONS['invalid_record']}",
                     "record": json.dumps(record, sort_keys=True, default=str),
                 }
             )
     return Validated(frame=to_frame(resource, rows), quarantine=quarantine_frame(bad))
 
 
+def schema_problems(frame: pd.DataFrame, resource: str) -> list[str]:
+    """What keeps a frame from being the lake's partition: missing columns, wrong types, empty required fields."""
+    schema = SCHEMAS[resource]
+    missing = [name for name in schema.names if name not in frame.columns]
+    if missing:
+        return [f"missing columns {missing}"]
+    problems = []
+    if not frame.dtypes[schema.names].equals(_lake_dtypes(resource)):  # the lake's own dtypes convert as they are
+        try:
+            pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            problems.append(f"types do not match the schema: {exc}")
+    id_column = schema.names[0]
+    for name in REQUIRED[resource]:
+        empty = frame[name].isna()
+        if empty.any():
+            first = ", ".join(frame.loc[empty, id_column].astype(str).head(5))
+            problems.append(f"{int(empty.sum())} empty values in required column {name} (first {id_column}s: {first})")
+    return problems
+
+
+@functools.cache
+def _lake_dtypes(resource: str) -> pd.Series:
+    return to_frame(resource, []).dtypes
+
+
 def quarantine_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    if not rows:  # the common case, and converting an empty table costs milliseconds
+        return _EMPTY_QUARANTINE.copy()
     return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA).to_pandas()
 
 
@@ -217,14 +262,3 @@ def from_arrow(table: pa.Table) -> pd.DataFrame:
         }.get
     )
     return frame
-
-
-def latest_versions(frame: pd.DataFrame, id_column: str) -> pd.DataFrame:
-    """Keep one row per id, the most recently updated; a cursor walk can see an order twice."""
-    if frame.empty:
-        return frame
-    return (
-        frame.sort_values([id_column, "updated_at"], kind="stable")
-        .drop_duplicates(id_column, keep="last")
-        .reset_index(drop=True)
-    )

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from mlops_assets.core.sources.records import Validated, latest_versions, validate_records
+from mlops_assets.core.sources.records import Validated, validate_records
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 250
@@ -223,7 +223,8 @@ class ShopifyClient:
     def fetch_days(
         self, resource: str, first_day: date | None, end_day: date, zone: ZoneInfo
     ) -> tuple[Validated, FetchStats]:
-        """Days [first_day, end_day) in the tenant's timezone, by updated_at, latest version per id.
+        """Days [first_day, end_day) in the tenant's timezone, by updated_at, every version the walk saw
+        (screening keeps the latest per id and day, and names conflicting copies).
 
         One cursor sweep serves a whole range: a 2-year history is a few hundred pages, not a
         request per day. `first_day=None` reaches back to the shop's first record.
@@ -231,10 +232,7 @@ class ShopifyClient:
         start = None if first_day is None else datetime.combine(first_day, datetime.min.time(), zone)
         end = datetime.combine(end_day, datetime.min.time(), zone)
         records, stats = self.fetch(resource, start, end)
-        validated = validate_records(resource, records)
-        id_column = "order_id" if resource == "orders" else "customer_id"
-        validated.frame = latest_versions(validated.frame, id_column)
-        return validated, stats
+        return validate_records(resource, records, self.tenant_id), stats
 
     def fetch_day(self, resource: str, day: date, zone: ZoneInfo) -> tuple[Validated, FetchStats]:
         return self.fetch_days(resource, day, day + timedelta(days=1), zone)

@@ -20,7 +20,7 @@ SourceKind = Literal["shopify", "file"]
 FileField = Literal["customer_id", "timestamp", "amount", "order_id", "quantity", "currency"]
 FILE_FIELDS: tuple[str, ...] = get_args(FileField)
 SHOPIFY_API_VERSION = "2025-01"
-# Orders above this many times the tenant's median order value fail the outlier gate.
+# The most the robust outlier limit tolerates above the tenant's median order value (`screening.outlier_limit`).
 OUTLIER_FACTOR = 1000.0
 
 

@@ -62,23 +62,36 @@ class QuarantineSummary:
         return self.quarantined / self.rows_read if self.rows_read else 0.0
 
 
+def _row(day: IngestionDay) -> dict:
+    return {
+        "tenant_id": day.tenant_id,
+        "asset": day.asset,
+        "day": day.day,
+        "rows_read": day.rows_read,
+        "rows_written": day.rows_written,
+        "quarantined": day.quarantined,
+        "by_reason": dict(sorted(day.by_reason.items())),
+        "updated_at": datetime.now(UTC),
+    }
+
+
 class QuarantineLedger(Bindable):
     def record(self, day: IngestionDay) -> None:
         key = (D.c.tenant_id == day.tenant_id, D.c.asset == day.asset, D.c.day == day.day)
         with self.engine.begin() as conn:
             conn.execute(D.delete().where(*key))
-            conn.execute(
-                D.insert().values(
-                    tenant_id=day.tenant_id,
-                    asset=day.asset,
-                    day=day.day,
-                    rows_read=day.rows_read,
-                    rows_written=day.rows_written,
-                    quarantined=day.quarantined,
-                    by_reason=dict(sorted(day.by_reason.items())),
-                    updated_at=datetime.now(UTC),
-                )
-            )
+            conn.execute(D.insert().values(**_row(day)))
+
+    def replace(self, tenant_id: str, asset: str, days: list[IngestionDay]) -> None:
+        """Every row of a tenant's asset at once, in one transaction: a history sweep's days (a re-sweep may cover
+        other days than the last one, whose rows must not linger)."""
+        validate_tenant_id(tenant_id)
+        if any((day.tenant_id, day.asset) != (tenant_id, asset) for day in days):
+            raise ValueError(f"tenant {tenant_id} {asset}: every day replaced must be of this tenant and asset")
+        with self.engine.begin() as conn:
+            conn.execute(D.delete().where(D.c.tenant_id == tenant_id, D.c.asset == asset))
+            if days:
+                conn.execute(D.insert(), [_row(day) for day in days])
 
     def summaries(self, first: date, last: date | None = None) -> dict[str, QuarantineSummary]:
         """Every tenant's totals over [first, last] (all assets), for the fleet views."""

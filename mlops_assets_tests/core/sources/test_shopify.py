@@ -128,17 +128,3 @@ def test_malformed_records_are_quarantined_with_their_field(emulator_factory, sm
     assert validated.quarantined > 0
     assert len(validated.frame) + validated.quarantined == stats.records == len(expected_ids(small_shop, DAY))
     assert validated.quarantine["error"].str.contains("total_price|created_at|id").all()
-
-
-def test_duplicate_versions_keep_the_latest():
-    from mlops_assets.core.sources.records import latest_versions
-
-    frame = pd.DataFrame(
-        {
-            "order_id": ["1", "1", "2"],
-            "updated_at": pd.to_datetime(["2026-01-01T10:00Z", "2026-01-01T12:00Z", "2026-01-01T11:00Z"]),
-            "total_price": [1.0, 2.0, 3.0],
-        }
-    )
-    latest = latest_versions(frame, "order_id")
-    assert latest.set_index("order_id")["total_price"].to_dict() == {"1": 2.0, "2": 3.0}

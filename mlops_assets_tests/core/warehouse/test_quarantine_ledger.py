@@ -22,6 +22,20 @@ def test_a_rerun_replaces_its_day_and_summaries_add_days_up(warehouse_url):
     assert [row["rows_written"] for row in ledger.days("alpha")] == [4, 9]
 
 
+def test_a_sweep_replaces_every_row_of_its_asset_and_no_other(warehouse_url):
+    ledger, old = QuarantineLedger(warehouse_url), TEST_END - timedelta(days=400)
+    ledger.record(IngestionDay("alpha", "raw_orders", TEST_END, 4, 4))
+    ledger.replace("alpha", "raw_orders_history", [IngestionDay("alpha", "raw_orders_history", old, 2, 1, {"x": 1})])
+    swept = [IngestionDay("alpha", "raw_orders_history", old + timedelta(days=k), 3, 3) for k in (1, 2)]
+    ledger.replace("alpha", "raw_orders_history", swept)
+    assert [(row["asset"], row["day"]) for row in ledger.days("alpha")] == [
+        ("raw_orders_history", old + timedelta(days=1)), ("raw_orders_history", old + timedelta(days=2)),
+        ("raw_orders", TEST_END),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="tenant alpha raw_orders_history: every day"):
+        ledger.replace("alpha", "raw_orders_history", [IngestionDay("beta", "raw_orders_history", old, 1, 1)])
+
+
 def test_an_unbalanced_day_is_refused_naming_the_tenant():
     with pytest.raises(ValueError, match="tenant alpha raw_orders .* 10 rows read but 8 written and 1 quarantined"):
         IngestionDay("alpha", "raw_orders", TEST_END, 10, 8, {"extreme_outlier": 1})
