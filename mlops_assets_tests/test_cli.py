@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 import requests
 
+from mlops_assets.core.warehouse.quarantine_ledger import IngestionDay, QuarantineLedger
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
 from mlops_assets_tests.helpers import free_port, mlops, wait_until
 
@@ -88,8 +89,12 @@ def test_ingest_a_file_tenant_then_purge(mlops_home):
         f"date={(yesterday - timedelta(days=k)).isoformat()}" for k in (2, 1, 0)
     ]
     assert "raw_orders.currency_matches_tenant" in result.output
+    ledger = QuarantineLedger(f"sqlite:///{mlops_home / 'warehouse.db'}")
+    ledger.record(IngestionDay("umbrella", "raw_orders", yesterday, 5, 4, {"extreme_outlier": 1}))
+    ledger.release("umbrella", "1001", "extreme_outlier", "ops")
     purged = mlops("tenants", "remove", "umbrella", "--purge")
     assert purged.exit_code == 0 and not lake_dir.exists()
+    assert ledger.days("umbrella") == [] and ledger.releases("umbrella") == [], "the ledger forgot the tenant"
 
 
 def test_shop_emulator_serves_until_sigterm(mlops_home):

@@ -121,7 +121,9 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
 @app.command("remove")
 def tenants_remove(
     tenant_id: str,
-    purge: Annotated[bool, typer.Option(help="also delete the tenant's lake data and quarantine")] = False,
+    purge: Annotated[
+        bool, typer.Option(help="also delete the tenant's lake data, quarantine and quarantine ledger")
+    ] = False,
 ):
     """Unregister a tenant and drop its partition; its data stays unless --purge."""
     from mlops_assets.core.lake.files import lake_root, purge_tenant
@@ -133,9 +135,12 @@ def tenants_remove(
     sync_partitions()
     console.print(f"removed {tenant_id} from the registry and its partition from Dagster")
     if purge:
+        from mlops_assets.core.warehouse.quarantine_ledger import QuarantineLedger
+
         current = settings()
         removed = purge_tenant(lake_root(current.lake_url, current.s3_endpoint_url), tenant_id)
-        console.print(f"purged {len(removed)} lake directories of {tenant_id}")
+        QuarantineLedger(current.warehouse_url).forget(tenant_id)
+        console.print(f"purged {len(removed)} lake directories of {tenant_id} and its quarantine ledger")
 
 
 def _set_status(tenant_id: str, status: str) -> None:
