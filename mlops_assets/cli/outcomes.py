@@ -9,14 +9,18 @@ full logs stay in each run's event log (`mlops dev`).
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from mlops_assets.cli.common import console, instance
+
+if TYPE_CHECKING:
+    from mlops_assets.batching import PartitionFailure
 
 VERDICT_STEP = "run_verdict"
 
 
-def _failed_partitions(results: list) -> dict[tuple[str, str], object]:
-    """(asset, partition) -> its failure (a `batching.PartitionFailure`), the latest run's where one failed twice."""
+def _failed_partitions(results: list) -> dict[tuple[str, str], PartitionFailure]:
+    """(asset, partition) -> its failure, the latest run's where one failed twice."""
     from mlops_assets.batching import failures_in_run
 
     failed = {}
