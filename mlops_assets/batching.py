@@ -123,6 +123,8 @@ def by_partition(keys: Sequence[str], value: Any, owner: str) -> dict[str, Any]:
 FAILURE_KIND, FAILED_TENANT, FAILED_TENANTS, FAILURE = "failure_kind", "tenant", "failed_tenants", "failure"
 # On a partition skipped because an upstream asset failed for it in this run: that asset.
 FAILED_UPSTREAM = "failed_upstream"
+# On a partition withheld by blocking checks: each check's name and its first problem, for the operator's CLI.
+BLOCKING_GATES = "blocking_gates"
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class PartitionFailure:
     reason: str
     kind: FailureKind
     upstream: str | None = None
+    gates: Mapping[str, str] = field(default_factory=dict)  # blocking check -> its problem (names ids and the fix)
 
 
 def _tenant_of(key: str) -> str:
@@ -140,24 +143,29 @@ def _tenant_of(key: str) -> str:
 
 
 def failure_observation(
-    asset_key: dg.AssetKey, key: str, reason: str, kind: FailureKind, upstream: str | None = None
+    asset_key: dg.AssetKey, key: str, reason: str, kind: FailureKind, upstream: str | None = None, gates=None
 ) -> dg.AssetObservation:
-    """The event that marks a partition failed in this run; the step, its downstream steps and the verdict read it."""
+    """The event that marks a partition failed in this run; the step, its downstream steps, the verdict and the
+    CLI read it."""
     metadata = {FAILURE: reason, FAILED_TENANT: _tenant_of(key), FAILURE_KIND: kind.value}
     if upstream is not None:
         metadata[FAILED_UPSTREAM] = upstream
+    if gates:
+        metadata[BLOCKING_GATES] = dg.MetadataValue.json(dict(gates))
     return dg.AssetObservation(asset_key=asset_key, partition=key, metadata=metadata)
 
 
 def failures_in_run(
-    instance: dg.DagsterInstance, run_id: str, asset_keys: Iterable[dg.AssetKey]
+    instance: dg.DagsterInstance, run_id: str, asset_keys: Iterable[dg.AssetKey] | None = None
 ) -> dict[dg.AssetKey, dict[str, PartitionFailure]]:
-    """The partitions of these assets that failed in this run, from the run's own event log (one query):
-    a missing lake file says nothing, an older version of it may exist."""
-    wanted, failed = set(asset_keys), {}
+    """The partitions of these assets (default: all) that failed in this run, from the run's own event log (one
+    query): a missing lake file says nothing, an older version of it may exist."""
+    wanted, failed = None if asset_keys is None else set(asset_keys), {}
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION):
         observation = record.asset_observation
-        if observation is None or observation.asset_key not in wanted or FAILURE not in observation.metadata:
+        if observation is None or FAILURE not in observation.metadata:
+            continue
+        if wanted is not None and observation.asset_key not in wanted:
             continue
         metadata = {key: value.value for key, value in observation.metadata.items()}
         failed.setdefault(observation.asset_key, {})[observation.partition] = PartitionFailure(
@@ -165,6 +173,7 @@ def failures_in_run(
             metadata[FAILURE],
             FailureKind(metadata[FAILURE_KIND]),
             metadata.get(FAILED_UPSTREAM),
+            metadata.get(BLOCKING_GATES) or {},
         )
     return failed
 
@@ -230,7 +239,20 @@ class Partition:
             self.tenant_id, self.day = tenant_and_day(key)
         else:
             self.tenant_id, self.day = validate_tenant_id(key), None
-        self.blocked: list[str] = []
+        self.blocked: dict[str, list[str]] = {}  # blocking check -> its problems (a sweep checks many days)
+
+    @property
+    def where(self) -> str:
+        """How messages name it: the tenant, and the key of a tenant-day."""
+        return f"tenant {self.tenant_id} {self.key}" if self.day else f"tenant {self.tenant_id}"
+
+    @property
+    def gates(self) -> dict[str, str]:
+        """Each failed blocking check and its first problem (a sweep checks many days)."""
+        return {
+            name: problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            for name, problems in self.blocked.items()
+        }
 
     def check(
         self,
@@ -243,7 +265,7 @@ class Partition:
         blocking check keeps this partition from being written."""
         self.batch.findings[name].append(Finding(label or self.key, problem, metadata or {}))
         if problem is not None and self.batch.checks[name].blocking:
-            self.blocked.append(f"{name}: {problem}")
+            self.blocked.setdefault(name, []).append(problem)
 
     def add_metadata(self, metadata: Mapping[str, Any]) -> None:
         self.batch.metadata.setdefault(self.key, {}).update(metadata)
@@ -267,7 +289,7 @@ class Partition:
 def _reason(partition: Partition, error: Exception) -> str:
     """The error's message (it names the cause and the fix), prefixed by the tenant-day unless it names the tenant."""
     message = (error.description if isinstance(error, dg.Failure) else str(error)) or type(error).__name__
-    return message if partition.tenant_id in message else f"tenant {partition.tenant_id} {partition.key}: {message}"
+    return message if partition.tenant_id in message else f"{partition.where}: {message}"
 
 
 class Batch:
@@ -289,7 +311,8 @@ class Batch:
     def fail(self, partition: Partition, reason: str, kind: FailureKind, upstream: str | None = None) -> None:
         """Mark a partition failed: not written, its reason on the partition, named by the run's verdict."""
         self.failed[partition.key] = reason
-        self.context.log_event(failure_observation(self.context.asset_key, partition.key, reason, kind, upstream))
+        event = failure_observation(self.context.asset_key, partition.key, reason, kind, upstream, partition.gates)
+        self.context.log_event(event)
         partition.log(f"FAILED {reason}", notable=True)
 
     def run(self, step: Callable[[Partition], Any]) -> dict[str, Any]:
@@ -304,9 +327,7 @@ class Batch:
             partition = Partition(self, key, position)
             failed_upstream = _failed_upstream(key, upstream)
             if failed_upstream is not None:
-                reason = (
-                    f"tenant {partition.tenant_id} {key}: upstream `{failed_upstream}` failed (fix: see its failure)"
-                )
+                reason = f"{partition.where}: upstream `{failed_upstream}` failed (fix: see its failure)"
                 self.fail(partition, reason, FailureKind.TRANSIENT, failed_upstream)
                 continue
             try:
@@ -315,12 +336,8 @@ class Batch:
                 self.fail(partition, _reason(partition, exc), failure_kind(exc))
                 continue
             if partition.blocked:
-                gates = "; ".join(partition.blocked)
-                self.fail(
-                    partition,
-                    f"tenant {partition.tenant_id} {key}: blocking gate failed: {gates}",
-                    FailureKind.TRANSIENT,
-                )
+                listed = "; ".join(f"{name}: {problem}" for name, problem in partition.gates.items())
+                self.fail(partition, f"{partition.where}: blocking gate failed: {listed}", FailureKind.TRANSIENT)
                 continue
             self.values[key] = value
         return self.values

@@ -134,7 +134,7 @@ class WebhookResource(dg.ConfigurableResource):
 
     def announce(self, log, event: OperatorEvent) -> str:
         """Log the event and post it; returns the delivery status for metadata."""
-        alarming = ("drift_detected", "performance_below_floor", "rolled_back", "stale")
+        alarming = ("drift_detected", "performance_below_floor", "rolled_back", "stale", "quarantine_spike")
         notice = log.warning if event.kind in alarming else log.info
         notice(f"[{event.kind}] {event.tenant_id} {event.day}: {event.message}")
         status = deliver(event, self.url)

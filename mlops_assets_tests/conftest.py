@@ -19,6 +19,9 @@ import sqlalchemy as sa
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # A short rolling window keeps end-to-end tests quick (read when the definitions are built).
 os.environ.setdefault("MLOPS_PARTITION_WINDOW_DAYS", "14")
+# pytest-xdist's workers get COLUMNS=80; the CLI's tables would then be squeezed into ellipses in some runs and
+# not others. Without it the CLI prints 160 columns, as into any pipe (cli/common.py).
+os.environ.pop("COLUMNS", None)
 
 from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, free_port, write_history  # noqa: E402
 

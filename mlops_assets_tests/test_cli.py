@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 import requests
 
+from mlops_assets.core.warehouse.quarantine_ledger import IngestionDay, QuarantineLedger
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
 from mlops_assets_tests.helpers import free_port, mlops, wait_until
 
@@ -88,8 +89,12 @@ def test_ingest_a_file_tenant_then_purge(mlops_home):
         f"date={(yesterday - timedelta(days=k)).isoformat()}" for k in (2, 1, 0)
     ]
     assert "raw_orders.currency_matches_tenant" in result.output
+    ledger = QuarantineLedger(f"sqlite:///{mlops_home / 'warehouse.db'}")
+    ledger.record(IngestionDay("umbrella", "raw_orders", yesterday, 5, 4, {"extreme_outlier": 1}))
+    ledger.release("umbrella", "1001", "extreme_outlier", "ops")
     purged = mlops("tenants", "remove", "umbrella", "--purge")
     assert purged.exit_code == 0 and not lake_dir.exists()
+    assert ledger.days("umbrella") == [] and ledger.releases("umbrella") == [], "the ledger forgot the tenant"
 
 
 def test_shop_emulator_serves_until_sigterm(mlops_home):
@@ -148,3 +153,26 @@ def test_db_upgrade_creates_then_keeps_the_warehouse_schema(mlops_home):
     assert first.exit_code == 0 and f"empty -> {head_revision()}" in first.output
     again = mlops("db", "upgrade")
     assert again.exit_code == 0 and f"already at revision {head_revision()}" in again.output
+
+
+def test_a_blocked_tenant_is_named_with_its_gate_and_fix_without_a_stack_trace(mlops_home):
+    """An export whose job flipped every amount's sign: no row is a usable order (and none is a refund of one),
+    so the tenant is blocked, onboarding and daily ingestion alike, and the CLI says which gate and what to do."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    shop = SyntheticShop(ShopSpec("flipped", customers=200, seed=5, end=yesterday, history_days=60))
+    export = transaction_export(shop)
+    export["amount"] = -export["amount"].abs() - 1
+    path = mlops_home / "flipped.csv"
+    mlops_home.mkdir(exist_ok=True)
+    export.to_csv(path, index=False)
+    assert mlops("tenants", "add", "flipped", "--source", "file", "--path", str(path)).exit_code == 0
+    for command, blocked in (
+        (("backfill", "flipped", "--from", yesterday.isoformat()), "raw_orders_history flipped blocked by gate"),
+        (("ingest", "--tenant", "flipped", "--resource", "orders"), f"raw_orders {yesterday}|flipped blocked by gate"),
+    ):
+        result = mlops(*command)
+        output = " ".join(result.output.split())
+        assert result.exit_code == 2, output
+        assert "tenant flipped is blocked:" in output and blocked in output, output
+        assert "(fix:" in output.split(blocked)[1], output
+        assert "Stack Trace" not in output and "Traceback" not in output, output

@@ -87,13 +87,14 @@ def materialize_tenants(
     tenant_ids: list[str],
     asset_selection: list[dg.AssetKey],
     console_log_level: str = "INFO",
+    stage: str = "history",
 ) -> list[dg.ExecuteInProcessResult]:
     """Materialize tenant-partitioned assets (the history) for many tenants in few runs."""
     return [
         run_in_process(
             job,
             instance,
-            {**range_tags(low, high), STAGE_TAG: "history"},
+            {**range_tags(low, high), STAGE_TAG: stage},
             console_log_level,
             asset_selection=asset_selection,
         )

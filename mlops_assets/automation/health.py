@@ -1,17 +1,17 @@
 """Fleet health: the facts of every tenant gathered from the registry, the warehouse and the Dagster instance,
-their states (`core.tenants.health`), and the sensor that alerts once per state change.
+their states (`core.tenants.health`) and quarantines (`core.monitoring.quarantine`), and the sensor that alerts
+once per change of either.
 
 Gathering costs a fixed number of queries plus one per failed run, whatever the fleet's size: the
 registry, one grouped warehouse query, the production decisions, the runs of the last `LOOKBACK`, the
 onboarding runs of tenants not yet onboarded, and the failure events of each failed run in the lookback
 (read once however many tenants it covered; `automation.attempts.RunFailures`, which the healing sensor
 reads too). The retry policy the healing sensor follows gives each failing tenant its next retry, or
-holds it as needing attention.
+holds it as needing attention. The quarantine of the fleet is one query of the quarantine ledger.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -21,10 +21,19 @@ from mlops_assets.automation.attempts import RunFailures
 from mlops_assets.automation.decisions import IN_PROGRESS, onboarded_tenants
 from mlops_assets.automation.jobs import ONBOARDING_TAG, STAGE_TAG, TENANT_TAG
 from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
-from mlops_assets.core.tenants.health import RunFailure, TenantFacts, TenantState, health_events, tenant_state
+from mlops_assets.core.monitoring.quarantine import LEDGER_DAYS, TenantQuarantine, fleet_quarantine, quarantine_events
+from mlops_assets.core.tenants.health import (
+    AlertMemory,
+    RunFailure,
+    TenantFacts,
+    TenantState,
+    health_events,
+    tenant_state,
+)
 from mlops_assets.core.tenants.registry import TenantRegistry
 from mlops_assets.core.tenants.retries import DEFAULT_POLICY, RetryState
 from mlops_assets.core.warehouse.prediction_store import latest_prediction_days
+from mlops_assets.core.warehouse.quarantine_ledger import QuarantineLedger
 from mlops_assets.partitions import TENANTS
 from mlops_assets.resources import TenantRegistryResource, WebhookResource
 
@@ -117,14 +126,25 @@ def fleet_states(
     return [tenant_state(facts, now) for facts in gather_facts(instance, registry, warehouse_url, now)]
 
 
+def quarantines(warehouse_url: str, tenant_ids: list[str], now: datetime | None = None) -> dict[str, TenantQuarantine]:
+    """Every listed tenant's quarantine counts and spike, from one query of the ledger."""
+    today = (now or datetime.now(UTC)).date()
+    rows = QuarantineLedger(warehouse_url).since(today - timedelta(days=LEDGER_DAYS))
+    return fleet_quarantine(rows, tenant_ids, today)
+
+
 @dg.sensor(
     minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every tenant's state; a webhook event when one turns stale or failing and when it recovers (once).",
+    description="Every tenant's state and quarantine; a webhook event when one turns stale or failing and when it "
+    "recovers, when its quarantine share spikes and when it is back to usual (once each).",
 )  # fmt: skip
 def fleet_health_sensor(context: dg.SensorEvaluationContext, tenants: TenantRegistryResource, webhook: WebhookResource):
     now = datetime.now(UTC)
     states = fleet_states(context.instance, tenants.registry(), tenants.warehouse_url, now)
-    previous = json.loads(context.cursor) if context.cursor else {}
-    for event in health_events(previous, states, now.date()):
+    quarantine = quarantines(tenants.warehouse_url, [state.tenant_id for state in states], now)
+    previous = AlertMemory.loads(context.cursor)
+    events = health_events(previous.states, states, now.date())
+    for event in events + quarantine_events(previous.spiking, quarantine, now.date()):
         webhook.announce(context.log, event)
-    return dg.SensorResult(cursor=json.dumps({state.tenant_id: state.state for state in states}, sort_keys=True))
+    spiking = frozenset(tenant_id for tenant_id, view in quarantine.items() if view.spike)
+    return dg.SensorResult(cursor=AlertMemory({state.tenant_id: state.state for state in states}, spiking).dumps())

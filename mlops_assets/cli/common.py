@@ -15,6 +15,8 @@ from rich.table import Table
 from mlops_assets.core.tenants.registry import TenantRegistry
 from mlops_assets.settings import Settings, SettingsError
 
+# Dagster's console logger prints a failed step with its stack trace; commands print the cause instead (outcomes.py).
+RUN_LOG_LEVEL = "CRITICAL"
 # Logs and pipes get 160 columns (Rich would wrap the fleet table at 80); a terminal keeps its width.
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
@@ -75,5 +77,6 @@ def build_automation(only: list[str] | None, dagster_instance, on_run=None, week
     from mlops_assets.definitions import build_defs
 
     return Automation(
-        build_defs(settings()), dagster_instance, registry(), only=only, on_run=on_run, weekly_retrain=weekly_retrain
-    )
+        build_defs(settings()), dagster_instance, registry(), only=only, console_log_level=RUN_LOG_LEVEL,
+        on_run=on_run, weekly_retrain=weekly_retrain,
+    )  # fmt: skip

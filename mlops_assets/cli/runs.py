@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mlops_assets.cli.common import (
+    RUN_LOG_LEVEL,
     build_automation,
     console,
     fail,
@@ -18,6 +19,7 @@ from mlops_assets.cli.common import (
     settings,
     sync_partitions,
 )
+from mlops_assets.cli.outcomes import report_failures
 from mlops_assets.core.tenants.ids import InvalidTenantId, validate_tenant_id
 from mlops_assets.core.tenants.registry import RegistryError
 
@@ -55,13 +57,14 @@ def _tenant_ids(given: list[str]) -> list[str]:
     return tenant_ids
 
 
-def _job():
+def asset_job():
+    """The job of every asset, for runs of any selection (as `mlops` starts them, in this process)."""
     from mlops_assets.definitions import build_defs
 
     return build_defs(settings()).resolve_implicit_global_asset_job_def()
 
 
-def _keys(names: list[str]):
+def asset_keys(names: list[str]):
     import dagster as dg
 
     return [dg.AssetKey(name) for name in names]
@@ -72,7 +75,7 @@ def _run_days(tenant_ids: list[str], first: date, last: date, assets: list[str],
 
     from mlops_assets.automation.batching import materialize_tenant_days
 
-    job = _job()
+    job = asset_job()
     with (
         instance() as dagster_instance,
         tqdm(total=(last - first).days + 1, desc=stage, unit="day", disable=None) as bar,
@@ -83,10 +86,10 @@ def _run_days(tenant_ids: list[str], first: date, last: date, assets: list[str],
             tenant_ids,
             first,
             last,
-            _keys(assets),
+            asset_keys(assets),
             days_per_run=days_per_run,
             on_run_done=lambda result, days: bar.update(days),
-            console_log_level="WARNING",
+            console_log_level=RUN_LOG_LEVEL,
             stage=stage,
         )
 
@@ -96,7 +99,9 @@ def _run_history(tenant_ids: list[str]) -> list:
 
     console.print(f"history before the partition window for {len(tenant_ids)} tenants ...")
     with instance() as dagster_instance:
-        return materialize_tenants(_job(), dagster_instance, tenant_ids, _keys(HISTORY), console_log_level="WARNING")
+        return materialize_tenants(
+            asset_job(), dagster_instance, tenant_ids, asset_keys(HISTORY), console_log_level=RUN_LOG_LEVEL
+        )
 
 
 def _materializations(results: list):
@@ -176,12 +181,6 @@ def _summarize_predictions(results: list) -> bool:
                 )
             )  # fmt: skip
     print_table(("tenant", "day", "customers", "model", "high", "medium", "low"), rows)
-    for result in results:
-        for event in result.all_events:
-            if event.is_step_failure:
-                console.print(
-                    f"[red]{event.step_key} failed:[/red] {event.step_failure_data.error.message.strip()[:500]}"
-                )
     return all(result.success for result in results)
 
 
@@ -201,7 +200,8 @@ def ingest(
         tenant_ids, first, last, assets, days_per_run, "ingestion"
     )
     if not _summarize_ingestion(results):
-        fail("some runs or blocking quality gates failed; see the run logs in `mlops dev`")
+        report_failures(results)
+        fail("some tenant-days failed or were blocked (above); the others were written")
 
 
 def train(
@@ -210,8 +210,10 @@ def train(
 ):
     """Feature snapshot, training set, candidate and promotion for tenants at one cutoff day."""
     day = _day(cutoff, _yesterday())
-    if not _summarize_models(_run_days(_tenant_ids(tenant), day, day, TRAINING, 1, "training")):
-        fail("a training run failed; see the run logs in `mlops dev`")
+    results = _run_days(_tenant_ids(tenant), day, day, TRAINING, 1, "training")
+    if not _summarize_models(results):
+        report_failures(results)
+        fail("training failed for the tenants above; the others were trained")
 
 
 def predict(
@@ -224,6 +226,7 @@ def predict(
     first, last = _window(from_date, to_date)
     results = _run_days(_tenant_ids(tenant), first, last, PREDICTION, days_per_run, "predictions")
     if not _summarize_predictions(results):
+        report_failures(results)
         fail("a predictions run failed (above); its failed tenant-days were not written, the others were")
 
 
@@ -295,6 +298,7 @@ def print_notes(automation) -> None:
 
 def fail_on_failed_runs(automation) -> None:
     if automation.failures():
+        report_failures([result for _, result in automation.results])
         fail(f"failed runs: {', '.join(automation.failures())} (their logs: `mlops dev`)")
 
 

@@ -84,16 +84,22 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
     """Show registered tenants and their state (secrets are referenced by variable name only)."""
     import json
 
-    from mlops_assets.cli.status import fleet_states
+    from mlops_assets.cli.status import fleet_health
 
     tenants = registry().list()
-    states = {state.tenant_id: state for state in fleet_states()}
+    fleet, quarantine = fleet_health()
+    states = {state.tenant_id: state for state in fleet}
     if as_json:
         for tenant in tenants:
-            typer.echo(json.dumps({**tenant.public_view(), "state": states[tenant.tenant_id].state}, sort_keys=True))
+            view = {
+                **tenant.public_view(),
+                "state": states[tenant.tenant_id].state,
+                "quarantine": quarantine[tenant.tenant_id].public_view(),
+            }
+            typer.echo(json.dumps(view, sort_keys=True))
         return
     print_table(
-        ("tenant", "source", "where", "timezone", "currency", "H", "status", "state", "created"),
+        ("tenant", "source", "where", "timezone", "currency", "H", "status", "state", "quarantined 7d", "created"),
         (
             (
                 tenant.tenant_id,
@@ -104,6 +110,7 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
                 str(tenant.horizon_days),
                 tenant.status,
                 states[tenant.tenant_id].state,
+                quarantine[tenant.tenant_id].short,
                 tenant.created_at.strftime("%Y-%m-%d %H:%M"),
             )
             for tenant in tenants
@@ -114,7 +121,9 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
 @app.command("remove")
 def tenants_remove(
     tenant_id: str,
-    purge: Annotated[bool, typer.Option(help="also delete the tenant's lake data and quarantine")] = False,
+    purge: Annotated[
+        bool, typer.Option(help="also delete the tenant's lake data, quarantine and quarantine ledger")
+    ] = False,
 ):
     """Unregister a tenant and drop its partition; its data stays unless --purge."""
     from mlops_assets.core.lake.files import lake_root, purge_tenant
@@ -126,9 +135,12 @@ def tenants_remove(
     sync_partitions()
     console.print(f"removed {tenant_id} from the registry and its partition from Dagster")
     if purge:
+        from mlops_assets.core.warehouse.quarantine_ledger import QuarantineLedger
+
         current = settings()
         removed = purge_tenant(lake_root(current.lake_url, current.s3_endpoint_url), tenant_id)
-        console.print(f"purged {len(removed)} lake directories of {tenant_id}")
+        QuarantineLedger(current.warehouse_url).forget(tenant_id)
+        console.print(f"purged {len(removed)} lake directories of {tenant_id} and its quarantine ledger")
 
 
 def _set_status(tenant_id: str, status: str) -> None:

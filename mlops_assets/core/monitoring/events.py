@@ -1,4 +1,5 @@
-"""Operator events (drift, retrain, promotion, rollback, onboarding, fleet health) and their delivery to a webhook.
+"""Operator events (drift, retrain, promotion, rollback, onboarding, fleet health, quarantine spikes) and their
+delivery to a webhook.
 
 A webhook URL often carries a secret (Slack and Teams put the token in the path), so it is never
 logged or put in an error message; a delivery failure is reported, never raised: an alert that
@@ -18,6 +19,7 @@ from mlops_assets.core.tenants.ids import validate_tenant_id
 KINDS = (
     "drift_detected", "performance_below_floor", "promoted", "refused", "rolled_back", "onboarded",
     "stale", "recovered",  # fleet health: a tenant turned stale, failing or needs attention; it is healthy again
+    "quarantine_spike", "quarantine_normal",  # a tenant's quarantine share far above its usual; back to usual
 )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ webhook events agree, and the rules can be tested without an instance.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -138,3 +139,22 @@ def health_events(previous: dict[str, str], states: list[TenantState], day: date
             message = f"recovered from {before.replace('_', ' ')}: {state.summary}"
             events.append(OperatorEvent("recovered", state.tenant_id, day.isoformat(), message, state.public_view()))
     return events
+
+
+@dataclass(frozen=True)
+class AlertMemory:
+    """What the health sensor alerted on last (its cursor): each tenant's state, and the tenants with a quarantine
+    spike; an event goes out only when either changes."""
+
+    states: dict[str, str]
+    spiking: frozenset[str] = frozenset()
+
+    @classmethod
+    def loads(cls, cursor: str | None) -> AlertMemory:
+        stored = json.loads(cursor) if cursor else {}
+        if not isinstance(stored.get("states"), dict):  # a cursor from before quarantine alerts: the states alone
+            return cls(stored)
+        return cls(stored["states"], frozenset(stored.get("spiking", ())))
+
+    def dumps(self) -> str:
+        return json.dumps({"states": self.states, "spiking": sorted(self.spiking)}, sort_keys=True)

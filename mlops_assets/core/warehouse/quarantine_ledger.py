@@ -110,6 +110,15 @@ class QuarantineLedger(Bindable):
             for tenant_id in sorted(read)
         }
 
+    def since(self, first: date) -> list[IngestionDay]:
+        """Every tenant's raw partitions from `first` on, in one query: the fleet's quarantine view and its alert."""
+        query = sa.select(D).where(D.c.day >= first).order_by(D.c.tenant_id, D.c.day, D.c.asset)
+        return [
+            IngestionDay(row["tenant_id"], row["asset"], row["day"], row["rows_read"], row["rows_written"],
+                         row["by_reason"] or {})
+            for row in self._rows(query)
+        ]  # fmt: skip
+
     def days(self, tenant_id: str, first: date | None = None) -> list[dict]:
         validate_tenant_id(tenant_id)
         query = sa.select(D).where(D.c.tenant_id == tenant_id).order_by(D.c.day, D.c.asset)

@@ -49,3 +49,15 @@ def test_releases_are_per_tenant_and_recorded_once(warehouse_url):
     assert ledger.releases("alpha")[0]["note"] == "confirmed with the shop"
     ledger.forget("alpha")
     assert ledger.released("alpha") == frozenset()
+
+
+def test_since_reads_every_tenants_days_in_one_query(warehouse_url):
+    ledger = QuarantineLedger(warehouse_url)
+    rows = [
+        IngestionDay("beta", "raw_orders", TEST_END, 3, 3),
+        IngestionDay("alpha", "raw_customers", TEST_END, 4, 3, {"invalid_record": 1}),
+        IngestionDay("alpha", "raw_orders", TEST_END - timedelta(days=9), 5, 5),
+    ]
+    for row in rows:
+        ledger.record(row)
+    assert ledger.since(TEST_END - timedelta(days=7)) == [rows[1], rows[0]]
