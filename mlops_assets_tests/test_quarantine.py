@@ -2,10 +2,9 @@
 a confirmed order (refused for what only the source can fix), its partition ingested again, and the order in the
 lake and in the next run's features.
 
-Ingestion's screening writes the quarantine files with their reason codes; here the test writes them itself, as
-that screening would, so the commands are tested on their own: an order 40 times the median moved from its day's
-file into the quarantine as `extreme_outlier`, a negative amount as `negative_amount`, and a file from before
-reason codes (no `reason` column).
+Ingestion's screening fills the quarantine: an order 5,000 times the median (above any tenant's outlier limit) is an
+`extreme_outlier`, a refund row matching no order of its customer an `unmatched_refund`; a file from before reason
+codes (no `reason` column) is planted beside them.
 """
 
 import json
@@ -18,7 +17,6 @@ import pytest
 
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.sources.reasons import REASONS
-from mlops_assets.core.sources.records import ORDERS_SCHEMA
 from mlops_assets.core.warehouse.quarantine_ledger import QuarantineLedger
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
 from mlops_assets_tests.helpers import mlops
@@ -27,47 +25,30 @@ YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 DAY = YESTERDAY - timedelta(days=2)
 TENANT = "umbrella"
 BEFORE_REASONS = pa.schema([("record_id", pa.string()), ("error", pa.string()), ("record", pa.string())])
-WITH_REASONS = BEFORE_REASONS.append(pa.field("reason", pa.string()))
-
-
-def _quarantine(root, day, rows: list[dict], schema: pa.Schema = WITH_REASONS) -> None:
-    lake.write_frame(lake.quarantine_path(root, "raw_orders", TENANT, day), pd.DataFrame(rows), schema)
 
 
 @pytest.fixture
 def tenant(mlops_home):
-    """A file tenant with its history and DAY ingested; DAY's largest customer order is made 40x the median."""
+    """A file tenant with its history and DAY ingested; DAY's first order made 5,000x the median, and a stray refund."""
     shop = SyntheticShop(ShopSpec(TENANT, customers=300, seed=3, end=YESTERDAY, history_days=60))
     export = transaction_export(shop)
-    on_day = export.index[export["timestamp"].str.startswith(DAY.isoformat())]
-    outlier = on_day[0]
-    export.loc[outlier, "amount"] = round(float(export["amount"].median()) * 40, 2)
+    outlier = export.index[export["timestamp"].str.startswith(DAY.isoformat())][0]
+    export.loc[outlier, "amount"] = round(float(export["amount"].median()) * 5000, 2)
+    row = export.loc[outlier]
+    stray = {"order_id": "refund-1", "customer_id": "ghost", "timestamp": f"{DAY}T12:00:00Z", "amount": -50.0,
+             "quantity": 1}  # fmt: skip
+    export = pd.concat([export, pd.DataFrame([stray])], ignore_index=True)
     path = mlops_home / f"{TENANT}.csv"
     export.to_csv(path, index=False)
     assert mlops("tenants", "add", TENANT, "--source", "file", "--path", str(path)).exit_code == 0
     ingested = mlops("ingest", "--history", "--from", DAY.isoformat(), "--to", DAY.isoformat())
     assert ingested.exit_code == 0, ingested.output
     root = lake.lake_root(str(mlops_home / "lake"))
-    day_file = lake.partition_path(root, "raw_orders", TENANT, DAY)
-    orders = lake.read_frame(day_file)
-    row = export.loc[outlier]
-    order_id = orders.loc[orders["total_price"] == row["amount"], "order_id"].iloc[0]
-    # What ingestion's screening does with an extreme outlier: the day's file without it, the quarantine with it.
-    lake.write_frame(day_file, orders[orders["order_id"] != order_id], ORDERS_SCHEMA)
-    record = {"customer_id": row["customer_id"], "timestamp": row["timestamp"], "amount": str(row["amount"])}
-    _quarantine(
-        root,
-        DAY,
-        [
-            {"record_id": order_id, "error": "total_price: 40x the median", "record": json.dumps(record),
-             "reason": "extreme_outlier"},
-            {"record_id": "refund-1", "error": "total_price: -50", "record": json.dumps({"amount": "-50"}),
-             "reason": "negative_amount"},
-        ],
-    )  # fmt: skip
     legacy = {"record_id": "old-1", "error": "amount: not a number", "record": json.dumps({"amount": "n/a"})}
-    _quarantine(root, DAY - timedelta(days=1), [legacy], BEFORE_REASONS)
-    return {"root": root, "order_id": order_id, "customer_id": row["customer_id"], "amount": float(row["amount"])}
+    lake.write_frame(
+        lake.quarantine_path(root, "raw_orders", TENANT, DAY - timedelta(days=1)), pd.DataFrame([legacy]), BEFORE_REASONS
+    )
+    return {"root": root, "order_id": row["order_id"], "customer_id": row["customer_id"], "amount": float(row["amount"])}
 
 
 def _ledger() -> QuarantineLedger:
@@ -92,30 +73,30 @@ def _features(mlops_home, customer_id: str) -> float:
 
 
 def test_list_shows_records_newest_first_with_reasons_amounts_and_the_ledgers_counts(tenant):
-    from mlops_assets.core.warehouse.quarantine_ledger import IngestionDay
-
     listed = mlops("quarantine", "list", TENANT)
     assert listed.exit_code == 0, listed.output
     lines = [line for line in listed.output.splitlines() if "raw_orders" in line]
-    assert [line.split("│")[3].strip() for line in lines] == [tenant["order_id"], "refund-1", "old-1"]
-    assert "extreme_outlier" in lines[0] and f"{tenant['amount']:,.2f}" in lines[0] and DAY.isoformat() in lines[0]
+    assert sorted(line.split("│")[3].strip() for line in lines[:2]) == sorted([tenant["order_id"], "refund-1"])
+    assert lines[2].split("│")[3].strip() == "old-1"
+    (outlier,) = [line for line in lines if tenant["order_id"] in line]
+    assert "extreme_outlier" in outlier and f"{tenant['amount']:,.2f}" in outlier and DAY.isoformat() in outlier
     assert "invalid_record" in lines[2] and str(DAY - timedelta(days=1)) in lines[2], "a file without reasons"
-    only = mlops("quarantine", "list", TENANT, "--reason", "negative_amount").output
+    only = mlops("quarantine", "list", TENANT, "--reason", "unmatched_refund").output
     assert "refund-1" in only and tenant["order_id"] not in only and "1 quarantined records" in only
     assert "old-1" not in mlops("quarantine", "list", TENANT, "--from", DAY.isoformat()).output
     bad = mlops("quarantine", "list", TENANT, "--reason", "typo")
     assert bad.exit_code == 2 and "extreme_outlier" in bad.output
 
-    _ledger().record(IngestionDay(TENANT, "raw_orders", DAY, 30, 28, {"extreme_outlier": 1, "negative_amount": 1}))
+    read = sum(day["rows_read"] for day in _ledger().days(TENANT))
     counted = mlops("quarantine", "list", TENANT).output
-    assert "1 extreme_outlier, 1 negative_amount of 30 records read" in " ".join(counted.split())
+    assert f"1 extreme_outlier, 1 unmatched_refund of {read} records read" in " ".join(counted.split())
     assert "if real, `mlops quarantine release`" in " ".join(counted.split()), "each reason's fix"
 
 
 @pytest.mark.parametrize(
     ("order_id", "refusal"),
     [
-        ("refund-1", f"quarantined as negative_amount: {REASONS['negative_amount']}"),
+        ("refund-1", f"quarantined as unmatched_refund: {REASONS['unmatched_refund']}"),
         ("old-1", f"quarantined as invalid_record: {REASONS['invalid_record']}"),
         ("no-such-order", "is not in its quarantine (fix: `mlops quarantine list umbrella`"),
     ],

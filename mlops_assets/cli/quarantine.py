@@ -72,8 +72,8 @@ def _where(record: QuarantinedRecord) -> str:
     return str(record.day) if record.day else "history" if record.asset in _assets()[1].values() else "undated"
 
 
-def _amount(record: QuarantinedRecord, field: str) -> str:
-    amount = record.amount(field)
+def _amount(record: QuarantinedRecord, fields: tuple[str, ...]) -> str:
+    amount = record.amount(fields)
     return "" if amount is None else f"{amount:,.2f}"
 
 
@@ -86,7 +86,7 @@ def quarantine_list(
 ):
     """The tenant's quarantined records, newest day first (the history sweep's and undated ones last), and the
     ledger's counts by reason with what each means and how to fix it."""
-    from mlops_assets.core.lake.quarantine import amount_field, read_quarantine
+    from mlops_assets.core.lake.quarantine import amount_fields, read_quarantine
     from mlops_assets.core.monitoring.quarantine import reasons_text
 
     tenant = _tenant(tenant_id)
@@ -97,14 +97,14 @@ def quarantine_list(
     except ValueError:
         fail(f"--from {from_date!r} is not a date like 2026-01-31")
     ledger = _ledger()
-    released, field = ledger.released(tenant_id), amount_field(tenant)
+    released, fields = ledger.released(tenant_id), amount_fields(tenant)
     records = [r for r in read_quarantine(_root(), tenant_id, first) if reason is None or r.reason == reason]
     print_table(
         ("day", "asset", "record id", "reason", "amount", "error"),
         (
             (
                 _where(r), r.asset, r.record_id or "-", r.reason + (" (released)" if r.record_id in released else ""),
-                _amount(r, field), r.error[:100],
+                _amount(r, fields), r.error[:100],
             )
             for r in records[:limit]
         ),

@@ -24,6 +24,7 @@ from mlops_assets.core.tenants.ids import validate_tenant_id
 
 PART_FILE = "part-0.parquet"
 QUARANTINE = "quarantine"
+SWEEP = "sweep"  # a history sweep's one quarantine file per tenant: quarantine/<asset>/tenant=<t>/sweep/
 COMPACTED = "_compacted"  # derived copies for fast reads (core.lake.history); removed with the tenant
 
 

@@ -1,9 +1,9 @@
 """A tenant's quarantined records as the operator reads them, from the lake's quarantine files.
 
-Ingestion writes `quarantine/<asset>/tenant=<t>/date=<d>/part-0.parquet` per day and `.../undated/part-0.parquet`
-for rows that belong to no day (a history sweep keeps all of its quarantine there). Each row holds the record's
-id, the error, the source record as JSON and its reason code; a file written before reason codes existed reads as
-`invalid_record`, the only reason there was then.
+Ingestion writes `quarantine/<asset>/tenant=<t>/date=<d>/part-0.parquet` per day and, for a history sweep,
+`.../sweep/part-0.parquet` (its swept days' rows and the rows of no day). Each row holds the record's id, its day,
+the error, the source record as JSON and its reason code. Files from before reason codes (and lakes with the older
+`undated/` folder) read too: a row without a reason is `invalid_record`, the only reason there was then.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mlops_assets.core.lake import files as lake
 from mlops_assets.core.tenants.registry import Tenant
 
 DEFAULT_REASON = "invalid_record"
-UNDATED = "undated"
+UNDATED = "undated"  # the folder before history sweeps kept their own (`lake.SWEEP`)
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,24 @@ class QuarantinedRecord:
     error: str
     record: str  # the source's record as JSON
 
-    def amount(self, field: str) -> float | None:
-        """The record's amount under `field` (`amount_field`), when it has a number there."""
+    def amount(self, fields: tuple[str, ...]) -> float | None:
+        """The record's amount under the first of `fields` (`amount_fields`) holding a number."""
         try:
-            return float(json.loads(self.record).get(field))
-        except (TypeError, ValueError, AttributeError):
+            values = json.loads(self.record)
+        except ValueError:
             return None
+        for name in fields:
+            try:
+                return float(values.get(name))
+            except (TypeError, ValueError, AttributeError):
+                continue
+        return None
 
 
-def amount_field(tenant: Tenant) -> str:
-    """Where a source record keeps its amount: the export's mapped column, or Shopify's `total_price`."""
-    return tenant.source.column_names()["amount"] if tenant.source_kind == "file" else "total_price"
+def amount_fields(tenant: Tenant) -> tuple[str, ...]:
+    """Where a record keeps its amount: a source record under the export's mapped column (files) or Shopify's
+    `total_price`; a row screening quarantined after validation is a lake row, under `total_price`."""
+    return (tenant.source.column_names()["amount"], "total_price") if tenant.source_kind == "file" else ("total_price",)
 
 
 def _files(root: UPath, tenant_id: str, assets: tuple[str, ...] | None) -> list[tuple[str, date | None, UPath]]:
@@ -59,7 +66,7 @@ def _files(root: UPath, tenant_id: str, assets: tuple[str, ...] | None) -> list[
                 continue
             if day_dir.name.startswith("date="):
                 found.append((asset_dir.name, date.fromisoformat(day_dir.name.removeprefix("date=")), path))
-            elif day_dir.name == UNDATED:
+            elif day_dir.name in (UNDATED, lake.SWEEP):
                 found.append((asset_dir.name, None, path))
     return found
 
@@ -69,7 +76,12 @@ def _records(asset: str, day: date | None, path: UPath) -> list[QuarantinedRecor
         rows = pq.read_table(handle).to_pylist()
     return [
         QuarantinedRecord(
-            asset, day, row["record_id"], row.get("reason") or DEFAULT_REASON, row["error"] or "", row["record"] or ""
+            asset,
+            day or row.get("day"),
+            row["record_id"],
+            row.get("reason") or DEFAULT_REASON,
+            row["error"] or "",
+            row["record"] or "",
         )
         for row in rows
     ]

@@ -151,7 +151,7 @@ def store_quarantine(root: UPath, asset: str, tenant_id: str, day: date, quarant
 
 def store_history_quarantine(root: UPath, asset: str, tenant_id: str, quarantine: pd.DataFrame) -> dict[str, object]:
     """A history sweep's quarantine, its swept days' and the records of no day, in one file per tenant."""
-    return _replace(lake.tenant_dir(root / lake.QUARANTINE, asset, tenant_id) / "sweep" / lake.PART_FILE, quarantine)
+    return _replace(lake.tenant_dir(root / lake.QUARANTINE, asset, tenant_id) / lake.SWEEP / lake.PART_FILE, quarantine)
 
 
 def _replace(path: UPath, quarantine: pd.DataFrame) -> dict[str, object]:

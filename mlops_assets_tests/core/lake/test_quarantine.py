@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from mlops_assets.core.lake import files as lake
-from mlops_assets.core.lake.quarantine import amount_field, find_quarantined, read_quarantine
+from mlops_assets.core.lake.quarantine import amount_fields, find_quarantined, read_quarantine
 from mlops_assets.core.tenants.registry import Tenant, file_settings, shopify_settings
 
 BEFORE_REASONS = pa.schema([("record_id", pa.string()), ("error", pa.string()), ("record", pa.string())])
@@ -47,7 +47,7 @@ def test_records_of_every_asset_newest_first_undated_last(root):
         ("raw_orders", date(2026, 11, 2), "9", "extreme_outlier"),
         ("raw_orders_history", None, None, "unreadable_timestamp"),
     ]
-    assert records[2].amount("total_price") == 99999.5 and records[0].amount("total_price") is None
+    assert records[2].amount(("total_price",)) == 99999.5 and records[0].amount(("total_price",)) is None
     assert [r.record_id for r in read_quarantine(root, "acme", first=date(2026, 11, 3))] == ["11"]
     assert find_quarantined(root, "acme", "9", ("raw_orders",)).reason == "extreme_outlier"
     assert find_quarantined(root, "acme", "12", ("raw_orders",)) is None, "another tenant's record"
@@ -58,4 +58,4 @@ def test_records_of_every_asset_newest_first_undated_last(root):
 def test_the_amount_is_where_the_source_keeps_it():
     shop = Tenant("acme", "Acme", "shopify", shopify_settings("https://acme.myshopify.com", "ACME_TOKEN"))
     export = Tenant("umbrella", "Umbrella", "file", file_settings("x.csv", "csv", {"amount": "Sales"}))
-    assert (amount_field(shop), amount_field(export)) == ("total_price", "Sales")
+    assert (amount_fields(shop), amount_fields(export)) == (("total_price",), ("Sales", "total_price"))
