@@ -46,9 +46,16 @@ def tenant(mlops_home):
     root = lake.lake_root(str(mlops_home / "lake"))
     legacy = {"record_id": "old-1", "error": "amount: not a number", "record": json.dumps({"amount": "n/a"})}
     lake.write_frame(
-        lake.quarantine_path(root, "raw_orders", TENANT, DAY - timedelta(days=1)), pd.DataFrame([legacy]), BEFORE_REASONS
+        lake.quarantine_path(root, "raw_orders", TENANT, DAY - timedelta(days=1)),
+        pd.DataFrame([legacy]),
+        BEFORE_REASONS,
     )
-    return {"root": root, "order_id": row["order_id"], "customer_id": row["customer_id"], "amount": float(row["amount"])}
+    return {
+        "root": root,
+        "order_id": row["order_id"],
+        "customer_id": row["customer_id"],
+        "amount": float(row["amount"]),
+    }
 
 
 def _ledger() -> QuarantineLedger:
