@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from mlops_assets.batching import FAILED_TENANT, FAILED_TENANTS, FAILURE_KIND
 from mlops_assets.core.tenants.retries import Failure, FailureKind
+from mlops_assets.isolation import FAILED_TENANT, FAILED_TENANTS, FAILURE_KIND
 
 FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 # A failure's reason as shown in notes: the first line of the step's error, this long at most.

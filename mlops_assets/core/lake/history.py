@@ -127,7 +127,7 @@ def history_files(root: UPath, tenant_id: str, through: date | None = None, reso
 
 def _read_file(entry: LakeFile, schema: pa.Schema) -> pa.Table:
     with entry.path.open("rb") as handle:
-        table = pq.read_table(handle, schema=schema)
+        table = lake.read_table(entry.path, handle, schema=schema)
     return table.append_column(LAKE_DAY, pa.array([entry.day] * len(table), pa.date32()))
 
 

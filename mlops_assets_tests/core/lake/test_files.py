@@ -114,3 +114,16 @@ def test_history_reads_through_a_compacted_copy_that_follows_the_files(root):
     after = read_orders(history_files(root, "acme"))
     assert after.drop(columns=LAKE_DAY).equals(direct()[after.columns.drop(LAKE_DAY)])
     assert (after["order_id"].str.endswith("-new")).sum() == 5
+
+
+def test_a_corrupt_file_is_named_by_every_read(root):
+    from mlops_assets.core.lake.history import history_files, read_orders
+
+    day = date(2026, 1, 2)
+    path = lake.partition_path(root, "raw_orders", "acme", day)
+    lake.write_frame(path, orders(), ORDERS_SCHEMA)
+    lake.write_atomic(path, b"PAR1 truncated at rest")
+    with pytest.raises(lake.UnreadableFile, match=f"{path} is not a readable Parquet file .*fix: write it again"):
+        lake.read_frame(path)
+    with pytest.raises(lake.UnreadableFile, match=f"{path} is not a readable Parquet file"):
+        read_orders(history_files(root, "acme"))
