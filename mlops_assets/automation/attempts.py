@@ -9,6 +9,7 @@ import dagster as dg
 from mlops_assets.core.tenants.retries import Failure, FailureKind
 from mlops_assets.isolation import FAILED_TENANT, FAILED_TENANTS, FAILURE_KIND
 
+# Runs whose work is tried again: failed, or canceled by an operator (not counted as a failure: `RunFailures.of`).
 FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 # A failure's reason as shown in notes: the first line of the step's error, this long at most.
 REASON_CHARS = 300
@@ -70,6 +71,9 @@ class RunFailures:
 
     def of(self, record: dg.RunRecord, tenant_id: str) -> Failure:
         """The run's failure for `tenant_id`: permanent only when a step failed permanently for this tenant;
-        a tenant that failed because another tenant of its run did is a transient failure."""
+        a tenant that failed because another tenant of its run did is a transient failure; a canceled run
+        (an operator stopped it: Dagster's run monitoring fails, never cancels) is no failure of any tenant."""
         ended, kinds, reason = self._read(record)
+        if record.dagster_run.status == dg.DagsterRunStatus.CANCELED:
+            return Failure(ended, FailureKind.CANCELED, "run canceled by an operator")
         return Failure(ended, kinds.get(tenant_id, FailureKind.TRANSIENT), reason)
