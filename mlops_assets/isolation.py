@@ -24,9 +24,13 @@ from mlops_assets.partitions import tenant_and_day
 # A check result or verdict names at most this many failing partitions; its counts are always complete.
 NAMED_FAILURES = 50
 FAILURE_KIND, FAILED_TENANT, FAILED_TENANTS, FAILURE = "failure_kind", "tenant", "failed_tenants", "failure"
+# On the verdict: each failed tenant's own first cause, so fleet health and retry notes name it, not another's.
+TENANT_CAUSES = "tenant_causes"
 # On a partition skipped because an upstream asset failed for it in this run: that asset.
 FAILED_UPSTREAM = "failed_upstream"
 VERDICT = "tenant_days_succeeded"
+# A tenant's cause on the verdict is cut here: 250 tenants of a run must not make its failure event huge.
+CAUSE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -174,13 +178,15 @@ def run_verdict(assets: Iterable[dg.AssetKey]) -> dg.AssetChecksDefinition:
 
 def verdict_failure(failed: Mapping[dg.AssetKey, Mapping[str, PartitionFailure]]) -> dg.Failure:
     """The run's failure: every failed tenant-day with its cause (the skipped downstream partitions counted
-    after them), each tenant's failure kind as metadata."""
+    after them), each tenant's failure kind and first cause as metadata."""
     kinds: dict[str, str] = {}
+    tenant_causes: dict[str, str] = {}
     causes, skipped = [], 0
     for asset_key, failures in sorted(failed.items()):
         for key, failure in sorted(failures.items()):
             if failure.upstream is None:
                 causes.append(f"{asset_key.to_user_string()} {key}: {failure.reason}")
+                tenant_causes.setdefault(failure.tenant_id, causes[-1][:CAUSE_CHARS])
             else:
                 skipped += 1
             if kinds.get(failure.tenant_id) != FailureKind.PERMANENT.value:
@@ -191,6 +197,10 @@ def verdict_failure(failed: Mapping[dg.AssetKey, Mapping[str, PartitionFailure]]
         description=f"{len(keys)} tenant-days failed ({', '.join(keys[:NAMED_FAILURES])}); "
         + "; ".join(causes[:NAMED_FAILURES])
         + downstream,
-        metadata={FAILED_TENANTS: dg.MetadataValue.json(kinds), "failed_partitions": keys[:NAMED_FAILURES]},
+        metadata={
+            FAILED_TENANTS: dg.MetadataValue.json(kinds),
+            TENANT_CAUSES: dg.MetadataValue.json(tenant_causes),
+            "failed_partitions": keys[:NAMED_FAILURES],
+        },
         allow_retries=False,
     )

@@ -7,12 +7,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from mlops_assets.core.tenants.retries import Failure, FailureKind
-from mlops_assets.isolation import FAILED_TENANT, FAILED_TENANTS, FAILURE_KIND
+from mlops_assets.isolation import CAUSE_CHARS, FAILED_TENANT, FAILED_TENANTS, FAILURE_KIND, TENANT_CAUSES
 
 # Runs whose work is tried again: failed, or canceled by an operator (not counted as a failure: `RunFailures.of`).
 FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-# A failure's reason as shown in notes: the first line of the step's error, this long at most.
-REASON_CHARS = 300
 
 
 def attempt_run_key(base: str, attempt: int) -> str:
@@ -33,13 +31,14 @@ class RunFailures:
 
     def __init__(self, instance: dg.DagsterInstance):
         self.instance = instance
-        self._by_run: dict[str, tuple[datetime, dict[str, FailureKind], str]] = {}
+        self._by_run: dict[str, tuple[datetime, dict[str, FailureKind], str, dict[str, str]]] = {}
 
-    def _read(self, record: dg.RunRecord) -> tuple[datetime, dict[str, FailureKind], str]:
+    def _read(self, record: dg.RunRecord) -> tuple[datetime, dict[str, FailureKind], str, dict[str, str]]:
         run_id = record.dagster_run.run_id
         if run_id not in self._by_run:
             ended = datetime.fromtimestamp(record.end_time, UTC) if record.end_time else record.update_timestamp
             kinds: dict[str, FailureKind] = {}
+            causes: dict[str, str] = {}
             reasons: list[str] = []
             events = self.instance.all_logs(
                 run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
@@ -58,10 +57,12 @@ class RunFailures:
                 kinds.update(
                     {tenant_id: FailureKind(kind) for tenant_id, kind in metadata.get(FAILED_TENANTS, {}).items()}
                 )
+                causes.update(metadata.get(TENANT_CAUSES, {}))
                 message = (user.description if user else None) or _innermost(data)
                 reasons.insert(0, f"{dagster_event.step_key}: {message}")
             reason = next((r for r in reasons if r), str(record.dagster_run.status.value).lower())
-            self._by_run[run_id] = (ended.astimezone(UTC), kinds, reason.strip().splitlines()[0][:REASON_CHARS])
+            first_line = reason.strip().splitlines()[0][:CAUSE_CHARS]
+            self._by_run[run_id] = (ended.astimezone(UTC), kinds, first_line, causes)
         return self._by_run[run_id]
 
     def failed_tenants(self, record: dg.RunRecord) -> set[str] | None:
@@ -73,7 +74,7 @@ class RunFailures:
         """The run's failure for `tenant_id`: permanent only when a step failed permanently for this tenant;
         a tenant that failed because another tenant of its run did is a transient failure; a canceled run
         (an operator stopped it: Dagster's run monitoring fails, never cancels) is no failure of any tenant."""
-        ended, kinds, reason = self._read(record)
+        ended, kinds, reason, causes = self._read(record)
         if record.dagster_run.status == dg.DagsterRunStatus.CANCELED:
             return Failure(ended, FailureKind.CANCELED, "run canceled by an operator")
-        return Failure(ended, kinds.get(tenant_id, FailureKind.TRANSIENT), reason)
+        return Failure(ended, kinds.get(tenant_id, FailureKind.TRANSIENT), causes.get(tenant_id, reason))
