@@ -47,7 +47,11 @@ def read_table(path: UPath, source, **options) -> pa.Table:
 
 def lake_root(url: str, s3_endpoint_url: str | None = None) -> UPath:
     if "://" in url and not url.startswith("file://"):
-        options = {"endpoint_url": s3_endpoint_url} if s3_endpoint_url else {}
+        # No listings cache: fsspec shares one filesystem per process, and processes that run many steps (Celery
+        # workers, `mlops backfill`) would read a file's details from a listing older than another's write.
+        options = {"use_listings_cache": False}
+        if s3_endpoint_url:
+            options["endpoint_url"] = s3_endpoint_url
         return UPath(url, **options)
     return UPath(Path(url.removeprefix("file://")).expanduser().resolve())
 
