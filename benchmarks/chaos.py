@@ -245,7 +245,9 @@ def heal(shops: dict[str, int], faults: dict[str, str], day: date) -> dict:
         if faults[tenant_id] not in TRANSIENT:
             _mlops("tenants", "retry", tenant_id)
     tick()
-    return {**figures, "fixed_all": predicted(faults), "runs": runs}
+    latest = latest_prediction_days(settings.warehouse_url)
+    unhealed = sorted(tenant_id for tenant_id in faults if latest.get(tenant_id) != day)
+    return {**figures, "fixed_all": not unhealed, "unhealed": unhealed, "runs": runs}
 
 
 # --- orchestration -------------------------------------------------------------------------------------------
@@ -297,7 +299,7 @@ def summary(shops, faults, results) -> None:
         f"- transient faults ({', '.join(TRANSIENT)}) healed: {heal['healed']} after {heal['healed_after_s'] / 60:.1f} "
         f"min on the sensor clock ({heal['real_s']:.0f} s of it real: decisions and retry runs), "
         f"{heal['retry_runs']} retry runs; held as permanent: {len(heal['held'])}; after the documented commands "
-        f"every tenant predicted: {heal['fixed_all']}"
+        f"every tenant predicted: {heal['fixed_all']} {heal['unhealed'] or ''}"
     )
     print("\n| cycle | runs (failed) fault-free | runs (failed) faulty | wall s fault-free | wall s faulty | "
           "CPU s fault-free | CPU s faulty | wall ratio | CPU ratio |")  # fmt: skip
