@@ -9,6 +9,8 @@ import dagster as dg
 from mlops_assets.core.tenants.retries import Failure, FailureKind
 from mlops_assets.isolation import CAUSE_CHARS, FAILED_TENANT, FAILED_TENANTS, FAILURE_KIND, TENANT_CAUSES
 
+# How Dagster's code server words the engine event of a run whose worker process died (dagster/_grpc/server.py).
+WORKER_DIED = "Run execution process for"
 # Runs whose work is tried again: failed, or canceled by an operator (not counted as a failure: `RunFailures.of`).
 FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
@@ -60,10 +62,18 @@ class RunFailures:
                 causes.update(metadata.get(TENANT_CAUSES, {}))
                 message = (user.description if user else None) or _innermost(data)
                 reasons.insert(0, f"{dagster_event.step_key}: {message}")
+            if all(event.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE for event in events):
+                reasons[:0] = self._crash(run_id)
             reason = next((r for r in reasons if r), str(record.dagster_run.status.value).lower())
             first_line = reason.strip().splitlines()[0][:CAUSE_CHARS]
             self._by_run[run_id] = (ended.astimezone(UTC), kinds, first_line, causes)
         return self._by_run[run_id]
+
+    def _crash(self, run_id: str) -> list[str]:
+        """Why a run failed with no step failure: the code server's note that its worker died (killed, OOM),
+        which says more than the run failure's "marked as failed from outside the execution context"."""
+        events = self.instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+        return [e.dagster_event.message for e in events if WORKER_DIED in (e.dagster_event.message or "")]
 
     def failed_tenants(self, record: dg.RunRecord) -> set[str] | None:
         """The tenants that failed in the run, when its failure says (the verdict, a tenant's step failure);

@@ -77,6 +77,7 @@ def test_a_killed_run_worker_is_failed_and_its_tenants_retried_leaving_what_a_cl
     import mlops_assets.cli.common as cli
     from mlops_assets.automation.decisions import cycle_requests
     from mlops_assets.automation.healing import cycle_retry_requests
+    from mlops_assets.automation.health import fleet_states
     from mlops_assets.automation.replay import Automation
     from mlops_assets.batching import RUN_KEY_TAG
     from mlops_assets.core.tenants.registry import Tenant, shopify_settings
@@ -137,6 +138,9 @@ def test_a_killed_run_worker_is_failed_and_its_tenants_retried_leaving_what_a_cl
         ]
         assert crash and "signal 9 (SIGKILL)" in crash[0], crash
         assert detected < 10, f"the dead worker was noticed after {detected:.1f} s"
+
+        states = {state.tenant_id: state for state in fleet_states(instance, registry, settings.warehouse_url)}
+        assert all("signal 9 (SIGKILL)" in states[t].reason for t in TENANTS), states
 
         # The healing sensor's decision once the first backoff has passed: every tenant of the run, attempt 2.
         later = datetime.now(UTC) + DEFAULT_POLICY.delays[0] + timedelta(seconds=1)
