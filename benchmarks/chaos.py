@@ -9,8 +9,8 @@ deployment 5% of the tenants (at least one of each fault) have one fault each:
 
 - `unreadable-input`: one of the tenant's raw_orders day files is corrupt at rest from the start, so its
   features fail in both cycles (fix: `mlops ingest --tenant T --from D --to D`, then `mlops tenants retry T`);
-- `corrupt-model`: its production model's artifacts are overwritten after the weekly retrain, so the daily
-  predictions fail (fix: `mlops train --tenant T --cutoff C`, then `mlops tenants retry T`);
+- `corrupt-model`: after the weekly retrain its production model is a version whose artifacts are corrupt, so
+  the daily predictions fail (fix: `mlops train --tenant T --cutoff C`, then `mlops tenants retry T`);
 - `revoked-token`: the shop answers 401 in the daily cycle: permanent, held, no retries (fix: the new token in
   its variable, then `mlops tenants retry T`);
 - `5xx-storm`: a second emulator answers every request of its shop 5xx, past the client's retry budget;
@@ -126,7 +126,8 @@ def prepare(shops: dict[str, int], day: date, faulty: bool, faults: dict[str, st
 
 
 def corrupt_models(tenant_ids: list[str]) -> None:
-    """Every artifact file of each tenant's production model overwritten, as a bad disk or a botched copy would."""
+    """Each tenant's production model replaced by a version whose artifacts are corrupt (written over by a bad
+    disk or a botched copy); its own files, since the setup's models are copies that share theirs."""
     import boto3
 
     from mlops_assets.core.ml.tracking import PRODUCTION, ModelRegistry, model_name
@@ -134,13 +135,15 @@ def corrupt_models(tenant_ids: list[str]) -> None:
 
     settings = Settings.from_env()
     models = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri, settings.s3_endpoint_url)
-    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    bucket = settings.lake_url.removeprefix("s3://").split("/")[0]
     for tenant_id in tenant_ids:
-        version = models.alias_version(tenant_id, PRODUCTION).version
-        uri = models.client.get_model_version_download_uri(model_name(tenant_id), version)
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
-            s3.put_object(Bucket=bucket, Key=item["Key"], Body=b"\x00corrupt")
+        serving = models.alias_version(tenant_id, PRODUCTION)
+        key = f"corrupt-models/{tenant_id}"
+        boto3.client("s3", endpoint_url=settings.s3_endpoint_url).put_object(
+            Bucket=bucket, Key=f"{key}/MLmodel", Body=b"\x00corrupt"
+        )
+        corrupt = models.client.create_model_version(model_name(tenant_id), f"s3://{bucket}/{key}", serving.run_id)
+        models.set_alias(tenant_id, PRODUCTION, corrupt.version)
 
 
 def run_cycle(cycle: str, day: date) -> dict:
