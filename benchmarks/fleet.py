@@ -31,9 +31,6 @@ import argparse
 import cProfile
 import json
 import os
-import resource
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,14 +40,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from production import TOKEN_ENV, Deployment, cpu_seconds, peak_rss_mib, start_emulator, start_s3, stop, wait_for_port
 
 HORIZON = 7
-WINDOW_DAYS = 7
-BUCKET = "fleet-lake"
-TOKEN_ENV = "FLEET_SHOP_TOKEN"
-# Databases of this run only (the stages' processes inherit the prefix), dropped at the end.
-PREFIX = os.environ.setdefault("FLEET_DB_PREFIX", f"fleet{os.getpid()}")
-DATABASES = tuple(f"{PREFIX}_{name}" for name in ("dagster", "warehouse", "mlflow_dagster", "mlflow_bare"))
 STAGES = ("weekly-dagster", "weekly-bare", "daily-dagster", "daily-bare")
 
 
@@ -66,88 +58,11 @@ def fleet(count: int, large: int) -> dict[str, int]:
     return shops
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def synthetic_shop(seed: int, name: str, customers: int, day: date):
+    """The shop the emulator serves for `name` (its seed is its position in the fleet), ending on `day`."""
+    from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
-
-def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout_s} s")
-
-
-def environment(home: Path, pg: str, s3_port: int, emulator_port: int) -> dict[str, str]:
-    server = pg.rsplit("/", 1)[0]
-    return {
-        **os.environ,
-        "MLOPS_PROFILE": "production",
-        "MLOPS_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "MLOPS_LAKE_URL": f"s3://{BUCKET}/lake",
-        "MLOPS_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "MLOPS_WAREHOUSE_URL": f"{server}/{PREFIX}_warehouse".replace("postgresql://", "postgresql+psycopg://"),
-        **mlflow_env(pg, "dagster"),
-        "MLOPS_PARTITION_WINDOW_DAYS": str(WINDOW_DAYS),
-        "AWS_ACCESS_KEY_ID": "fleet",
-        "AWS_SECRET_ACCESS_KEY": "fleet",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "FLEET_EMULATOR_URL": f"http://127.0.0.1:{emulator_port}",
-        TOKEN_ENV: "shpat_fleet",
-        "MLOPS_EMULATOR_TOKEN": "shpat_fleet",
-    }
-
-
-def mlflow_env(pg: str, side: str) -> dict[str, str]:
-    """Each side its own MLflow database and artifacts, so both train every tenant's first model."""
-    server = pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")
-    return {
-        "MLOPS_MLFLOW_TRACKING_URI": f"{server}/{PREFIX}_mlflow_{side}",
-        "MLOPS_MLFLOW_ARTIFACTS_URL": f"s3://{BUCKET}/mlflow-{side}",
-    }
-
-
-def dagster_yaml(pg: str) -> str:
-    server = pg.rsplit("/", 1)[0].removeprefix("postgresql://")
-    user, host_port = server.split("@")
-    host, port = host_port.split(":")
-    return (
-        "storage:\n  postgres:\n    postgres_db:\n"
-        f"      username: {user}\n      password: ''\n      hostname: {host}\n      db_name: {PREFIX}_dagster\n"
-        f"      port: {port}\n      scheme: postgresql+psycopg2\n"
-        "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
-    )
-
-
-def databases(pg: str, create: bool) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(pg.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in DATABASES:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-            if create:
-                conn.execute(sa.text(f'create database "{name}"'))
-    admin.dispose()
-
-
-def peak_rss_mib() -> float:
-    """The largest peak resident memory of this process and the run processes it waited for."""
-    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
-
-
-def cpu_seconds() -> float:
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(u.ru_utime + u.ru_stime for u in usage)
+    return SyntheticShop(ShopSpec(name, customers=customers, seed=seed, end=day, history_days=420))
 
 
 # --- setup -------------------------------------------------------------------------------------------
@@ -168,7 +83,6 @@ def setup(shops: dict[str, int], day: date) -> None:
     from mlops_assets.core.warehouse.prediction_store import write_partition
     from mlops_assets.partitions import TenantDayPartitions
     from mlops_assets.settings import Settings
-    from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
     settings = Settings.from_env()
     root = lake.lake_root(settings.lake_url, settings.s3_endpoint_url)
@@ -178,7 +92,7 @@ def setup(shops: dict[str, int], day: date) -> None:
 
     def store(item: tuple[int, tuple[str, int]]) -> None:
         seed, (name, customers) = item
-        shop = SyntheticShop(ShopSpec(name, customers=customers, seed=seed, end=day, history_days=420))
+        shop = synthetic_shop(seed, name, customers, day)
         for resource_name, frame in (
             ("orders", shop.raw_orders()),
             ("customers", to_frame("customers", shop.customers.astype({"customer_id": str}))),
@@ -315,12 +229,22 @@ def execute_request(request) -> bool:
         return all(result.success for result in automation.execute([request]))
 
 
-def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
-    """The schedule's runs for `day`, `FLEET_CONCURRENT_RUNS` at a time in their own processes (the daemon's
-    run coordinator does the same); returns how many runs were launched."""
+def execute_requests(requests: list) -> list[bool]:
+    """The runs, `FLEET_CONCURRENT_RUNS` at a time in their own processes (the daemon's run coordinator does the
+    same); whether each succeeded."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    concurrent = int(os.environ.get("FLEET_CONCURRENT_RUNS", "1"))
+    if concurrent == 1:
+        return [execute_request(request) for request in requests]
+    # spawn, not fork: a forked run would share this process's pooled database connections.
+    with ProcessPoolExecutor(concurrent, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(execute_request, requests))
+
+
+def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
+    """The schedule's runs for `day`; returns how many runs were launched."""
     import mlops_assets.cli.common as cli
     from mlops_assets.automation.batching import tenant_range_request, tenant_ranges
     from mlops_assets.automation.decisions import CYCLES, cycle_requests
@@ -335,13 +259,7 @@ def dagster_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
             ]
         else:
             requests = cycle_requests("daily", instance, registry, day)
-    concurrent = int(os.environ.get("FLEET_CONCURRENT_RUNS", "1"))
-    if concurrent == 1:
-        succeeded = [execute_request(request) for request in requests]
-    else:
-        # spawn, not fork: a forked run would share this process's pooled database connections.
-        with ProcessPoolExecutor(concurrent, mp_context=multiprocessing.get_context("spawn")) as pool:
-            succeeded = list(pool.map(execute_request, requests))
+    succeeded = execute_requests(requests)
     if not requests or not all(succeeded):
         raise SystemExit(f"{cycle}: {succeeded.count(False)} of {len(requests)} runs failed")
     return len(requests)
@@ -439,24 +357,35 @@ def bare_stage(cycle: str, tenant_ids: list[str], day: date) -> int:
     return 0
 
 
-def run_stage(stage: str, tenant_ids: list[str], day: date, report: Path) -> None:
-    import evidently  # noqa: F401 - imports warm before the clock starts, on both sides
+def warm_imports() -> None:
+    """The heavy imports, before a stage's clock starts (on both sides)."""
+    import evidently  # noqa: F401
     import lightgbm  # noqa: F401
     import matplotlib.pyplot  # noqa: F401
     import mlflow  # noqa: F401
 
     import mlops_assets.definitions  # noqa: F401
 
-    cycle, side = stage.split("-")
-    stage_day = day - timedelta(days=1) if cycle == "weekly" else day
-    work = dagster_stage if side == "dagster" else bare_stage
+
+def measured(name: str, work, *args) -> dict:
+    """Wall and CPU seconds and peak memory of `work(*args)` (profiled into `FLEET_PROFILE_DIR` when set), with
+    what it returned as `result`."""
+    warm_imports()
     profiler = cProfile.Profile() if os.environ.get("FLEET_PROFILE_DIR") else None
     cpu, wall = cpu_seconds(), time.perf_counter()
-    runs = profiler.runcall(work, cycle, tenant_ids, stage_day) if profiler else work(cycle, tenant_ids, stage_day)
+    result = profiler.runcall(work, *args) if profiler else work(*args)
     if profiler:
-        profiler.dump_stats(Path(os.environ["FLEET_PROFILE_DIR"]) / f"{stage}.prof")
-    figures = {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "peak_mib": peak_rss_mib()}
-    report.write_text(json.dumps({**figures, "runs": runs}))
+        profiler.dump_stats(Path(os.environ["FLEET_PROFILE_DIR"]) / f"{name}.prof")
+    return {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "peak_mib": peak_rss_mib(),
+            "result": result}  # fmt: skip
+
+
+def run_stage(stage: str, tenant_ids: list[str], day: date, report: Path) -> None:
+    cycle, side = stage.split("-")
+    stage_day = day - timedelta(days=1) if cycle == "weekly" else day
+    figures = measured(stage, dagster_stage if side == "dagster" else bare_stage, cycle, tenant_ids, stage_day)
+    figures["runs"] = figures.pop("result")
+    report.write_text(json.dumps(figures))
 
 
 # --- orchestration -----------------------------------------------------------------------------------------
@@ -490,34 +419,16 @@ def main() -> None:
         return run_stage(args.phase, sorted(shops), date.fromisoformat(args.day), Path(args.report))
 
     day = datetime.now(UTC).date() - timedelta(days=1)
+    s3, s3_port = start_s3()
     home = Path(tempfile.mkdtemp(prefix="fleet-"))
-    (home / "dagster").mkdir(parents=True)
-    (home / "dagster" / "dagster.yaml").write_text(dagster_yaml(args.pg))
-    databases(args.pg, create=True)
-    s3_port, emulator_port = free_port(), free_port()
-    bin_dir = Path(sys.executable).parent
-    s3 = subprocess.Popen(
-        [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    env = environment(home, args.pg, s3_port, emulator_port)
+    emulator, emulator_port = start_emulator(shops, day, home / "emulator.log")
+    deployment = Deployment(args.pg, f"fleet{os.getpid()}", home, s3_port, f"http://127.0.0.1:{emulator_port}")
+    env = deployment.create().env()
     env["FLEET_CONCURRENT_RUNS"] = str(args.concurrent_runs)
     env["MLOPS_TENANTS_PER_RUN"] = str(args.tenants_per_run)
     if args.profile_dir:
         env["FLEET_PROFILE_DIR"] = str(Path(args.profile_dir).resolve())
-    shop_flags = [flag for seed, (name, n) in enumerate(shops.items()) for flag in ("--shop", f"{name}:{n}:{seed}")]
-    emulator = subprocess.Popen(
-        [str(bin_dir / "mlops"), "shop-emulator", "--port", str(emulator_port), "--end-date", day.isoformat(),
-         "--history-days", "420", "--as-of-request", "--bucket-capacity", "100000", "--leak-per-s", "100000",
-         *shop_flags],
-        env=env, stdout=subprocess.DEVNULL, stderr=(home / "emulator.log").open("w"), start_new_session=True,
-    )  # fmt: skip
     try:
-        wait_for_port(s3_port, s3, "moto server")
-        import boto3
-
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
-                     aws_access_key_id="fleet", aws_secret_access_key="fleet").create_bucket(Bucket=BUCKET)  # fmt: skip
         started = time.perf_counter()
         child(env, "--tenants", str(args.tenants), "--large", str(args.large), "--phase", "setup", "--day", str(day))
         if not {"weekly-dagster", "weekly-bare"} & set(args.stages):
@@ -529,7 +440,7 @@ def main() -> None:
         results = {}
         for stage in args.stages:
             trains = "weekly-bare" in args.stages  # else both sides score with the donor models
-            side_env = {**env, **mlflow_env(args.pg, "bare")} if stage.endswith("bare") and trains else env
+            side_env = {**env, **deployment.mlflow_env("bare")} if stage.endswith("bare") and trains else env
             report = home / f"{stage}.json"
             child(
                 side_env, "--tenants", str(args.tenants), "--large", str(args.large), "--phase", stage,
@@ -538,9 +449,7 @@ def main() -> None:
             results[stage] = json.loads(report.read_text())
             print(stage, results[stage], flush=True)
     finally:
-        for process in (emulator, s3):
-            process.terminate()
-            process.wait(timeout=30)
+        stop(emulator, s3)
     customers = sum(shops.values())
     print(
         "| tenants | customers | stage | runs | Dagster wall s | Dagster CPU s | Dagster peak MiB | bare wall s | "
@@ -555,8 +464,7 @@ def main() -> None:
                 f"{ours['cpu_s']:.1f} | {ours['peak_mib']:.0f} | {bare['wall_s']:.1f} | {bare['cpu_s']:.1f} | "
                 f"{bare['peak_mib']:.0f} | **{ours['wall_s'] / bare['wall_s']:.2f}** |"
             )
-    shutil.rmtree(home, ignore_errors=True)
-    databases(args.pg, create=False)
+    deployment.drop()
 
 
 if __name__ == "__main__":

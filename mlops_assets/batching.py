@@ -6,11 +6,10 @@ and takes one result per check and run. `Batch` turns that into one step call pe
 stage modules, and `check_result` is the one shape of a check's result: `partitions_checked`,
 `partitions_failed`, `failed_partitions` (keys to re-run) and `failures` (each with its problem).
 
-A failure of one tenant stays with that tenant (issue 15): `Batch.run` records a failed partition (its
-reason as a failure observation on that partition) and skips the partitions whose upstream failed in
-this run; the step writes only the healthy ones, the IO managers log one materialization per written
-partition, and the `run_verdict` check fails the run naming every failed tenant-day, so Dagster shows
-exactly those partitions FAILED and backfills and the healing sensor retry exactly those.
+A failure of one tenant stays with that tenant (issue 15, `isolation`): `Batch.run` records a failed
+partition and skips the partitions whose upstream failed in this run or whose input could not be read;
+the step writes only the healthy ones, the IO managers log one materialization per written partition,
+and the run's verdict names every failed tenant-day.
 
 This is the only module that touches private Dagster APIs (the run tags of partition ranges, the
 output metadata key that suppresses automatic materializations, the data version tags);
@@ -21,7 +20,7 @@ moves one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +44,15 @@ from dagster._core.storage.tags import (
 
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.tenants.retries import FailureKind, failure_kind
+from mlops_assets.isolation import (
+    NAMED_FAILURES,
+    PartitionInputs,
+    failed_upstream,
+    failure_observation,
+    tenant_of,
+    upstream_failures,
+)
 from mlops_assets.partitions import tenant_and_day
-
-# A check result names at most this many failing partitions; its counts are always complete.
-NAMED_FAILURES = 50
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def check_result(check: Check, findings: Sequence[Finding]) -> dg.AssetCheckResu
 
 def by_partition(keys: Sequence[str], value: Any, owner: str) -> dict[str, Any]:
     """A step's value as `{partition key: value}`: Dagster passes one partition's bare, many as a dict; the
-    IO managers hand over only the partitions that did not fail upstream in this run."""
+    IO managers hand over only the partitions that did not fail upstream in this run and could be read."""
     if isinstance(value, Mapping) and set(value) <= set(keys):
         return dict(value)
     if len(keys) == 1:
@@ -118,80 +122,6 @@ def by_partition(keys: Sequence[str], value: Any, owner: str) -> dict[str, Any]:
     raise dg.DagsterInvariantViolationError(
         f"{owner}: a run over {len(keys)} partitions needs a dict with one value per partition key"
     )
-
-
-FAILURE_KIND, FAILED_TENANT, FAILED_TENANTS, FAILURE = "failure_kind", "tenant", "failed_tenants", "failure"
-# On a partition skipped because an upstream asset failed for it in this run: that asset.
-FAILED_UPSTREAM = "failed_upstream"
-# On a partition withheld by blocking checks: each check's name and its first problem, for the operator's CLI.
-BLOCKING_GATES = "blocking_gates"
-
-
-@dataclass(frozen=True)
-class PartitionFailure:
-    """Why one partition of an asset failed in a run, as its failure observation records it."""
-
-    tenant_id: str
-    reason: str
-    kind: FailureKind
-    upstream: str | None = None
-    gates: Mapping[str, str] = field(default_factory=dict)  # blocking check -> its problem (names ids and the fix)
-
-
-def _tenant_of(key: str) -> str:
-    return tenant_and_day(key)[0] if "|" in key else validate_tenant_id(key)
-
-
-def failure_observation(
-    asset_key: dg.AssetKey, key: str, reason: str, kind: FailureKind, upstream: str | None = None, gates=None
-) -> dg.AssetObservation:
-    """The event that marks a partition failed in this run; the step, its downstream steps, the verdict and the
-    CLI read it."""
-    metadata = {FAILURE: reason, FAILED_TENANT: _tenant_of(key), FAILURE_KIND: kind.value}
-    if upstream is not None:
-        metadata[FAILED_UPSTREAM] = upstream
-    if gates:
-        metadata[BLOCKING_GATES] = dg.MetadataValue.json(dict(gates))
-    return dg.AssetObservation(asset_key=asset_key, partition=key, metadata=metadata)
-
-
-def failures_in_run(
-    instance: dg.DagsterInstance, run_id: str, asset_keys: Iterable[dg.AssetKey] | None = None
-) -> dict[dg.AssetKey, dict[str, PartitionFailure]]:
-    """The partitions of these assets (default: all) that failed in this run, from the run's own event log (one
-    query): a missing lake file says nothing, an older version of it may exist."""
-    wanted, failed = None if asset_keys is None else set(asset_keys), {}
-    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION):
-        observation = record.asset_observation
-        if observation is None or FAILURE not in observation.metadata:
-            continue
-        if wanted is not None and observation.asset_key not in wanted:
-            continue
-        metadata = {key: value.value for key, value in observation.metadata.items()}
-        failed.setdefault(observation.asset_key, {})[observation.partition] = PartitionFailure(
-            metadata[FAILED_TENANT],
-            metadata[FAILURE],
-            FailureKind(metadata[FAILURE_KIND]),
-            metadata.get(FAILED_UPSTREAM),
-            metadata.get(BLOCKING_GATES) or {},
-        )
-    return failed
-
-
-def _failed_upstream(key: str, upstream: Mapping[dg.AssetKey, Mapping[str, PartitionFailure]]) -> str | None:
-    """The upstream asset that failed for this partition (the same tenant-day, or the tenant of a per-tenant asset)."""
-    tenant_id = _tenant_of(key)
-    for asset_key, failures in sorted(upstream.items()):
-        if key in failures or tenant_id in failures:
-            return asset_key.to_user_string()
-    return None
-
-
-def healthy_input_keys(context: dg.InputContext) -> list[str]:
-    """The partitions of an input to load: those whose upstream asset did not fail in this run."""
-    step = context.step_context
-    upstream = failures_in_run(step.instance, step.run_id, [context.asset_key])
-    return [key for key in context.asset_partition_keys if _failed_upstream(key, upstream) is None]
 
 
 class PartitionValues(dict):
@@ -218,7 +148,7 @@ def write_partitions(
         try:
             written = write(key, value)
         except Exception as exc:
-            reason = f"tenant {_tenant_of(key)} {key}: writing {context.asset_key.to_user_string()} failed: {exc}"
+            reason = f"tenant {tenant_of(key)} {key}: writing {context.asset_key.to_user_string()} failed: {exc}"
             context.log_event(failure_observation(context.asset_key, key, reason, failure_kind(exc)))
             continue
         context.log_event(materialization(context.asset_key, key, {**values.metadata.get(key, {}), **written}))
@@ -303,9 +233,13 @@ class Batch:
         self.values: dict[str, Any] = {}
         self.metadata: dict[str, dict[str, Any]] = {}
         self.failed: dict[str, str] = {}
+        self.unreadable: dict[str, tuple[str, FailureKind]] = {}
 
     def inputs(self, value: Any) -> dict[str, Any]:
-        """An input loaded for this run's partitions, by partition key (without those failed upstream)."""
+        """An input loaded for this run's partitions, by partition key, without those failed upstream; the
+        partitions it could not read fail in `run`, each with its reason."""
+        if isinstance(value, PartitionInputs):
+            self.unreadable.update(value.unreadable)
         return by_partition(self.keys, value, self.context.asset_key.to_user_string())
 
     def fail(self, partition: Partition, reason: str, kind: FailureKind, upstream: str | None = None) -> None:
@@ -319,16 +253,20 @@ class Batch:
         """The partition loop: `step` once per partition in key order; it returns that partition's value.
 
         A failure is confined to its partition: an error, or a failed blocking check, marks it failed, and a
-        partition whose upstream failed in this run is skipped without calling `step`.
+        partition whose upstream failed in this run, or whose input could not be read, is skipped without
+        calling `step`.
         """
         upstream_keys = self.context.assets_def.asset_deps[self.context.asset_key]
-        upstream = failures_in_run(self.context.instance, self.context.run.run_id, upstream_keys)
+        upstream = upstream_failures(self.context.get_step_execution_context(), upstream_keys)
         for position, key in enumerate(self.keys, start=1):
             partition = Partition(self, key, position)
-            failed_upstream = _failed_upstream(key, upstream)
-            if failed_upstream is not None:
-                reason = f"{partition.where}: upstream `{failed_upstream}` failed (fix: see its failure)"
-                self.fail(partition, reason, FailureKind.TRANSIENT, failed_upstream)
+            failed = failed_upstream(key, upstream)
+            if failed is not None:
+                reason = f"{partition.where}: upstream `{failed}` failed (fix: see its failure)"
+                self.fail(partition, reason, FailureKind.TRANSIENT, failed)
+                continue
+            if key in self.unreadable:
+                self.fail(partition, *self.unreadable[key])
                 continue
             try:
                 value = step(partition)
@@ -367,71 +305,3 @@ class Batch:
         """The output, then every check's result: what a step over a batch yields."""
         yield self.output()
         yield from self.check_results()
-
-
-VERDICT = "tenant_days_succeeded"
-
-
-def run_verdict(assets: Iterable[dg.AssetKey]) -> dg.AssetChecksDefinition:
-    """One step per run, after the assets it selects: fails the run naming every failed tenant-day, so Dagster
-    shows those partitions FAILED (planned, not materialized) while the healthy ones are materialized.
-
-    A check step instead of a failing asset step: downstream steps of a failed step are skipped on every
-    executor (only the in-process and multiprocess executors can be told otherwise, not `execute_in_process`
-    nor Celery), and one subsettable check adds one step per run, not one per asset.
-    """
-    specs = [
-        dg.AssetCheckSpec(
-            VERDICT,
-            asset=asset,
-            description="Every tenant-day of the run was written; a failure "
-            "names each failed tenant-day, its cause and the fix",
-        )
-        for asset in assets
-    ]
-
-    @dg.multi_asset_check(specs=specs, can_subset=True, name="run_verdict")
-    def _verdict(context):  # an AssetCheckExecutionContext (a string annotation here, which Dagster rejects)
-        selected = sorted(context.selected_asset_check_keys)
-        failed = failures_in_run(context.instance, context.run.run_id, [key.asset_key for key in selected])
-        for check_key in selected:
-            own = failed.get(check_key.asset_key, {})
-            yield dg.AssetCheckResult(
-                asset_key=check_key.asset_key,
-                check_name=VERDICT,
-                passed=not own,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=f"{len(own)} partitions failed" if own else "every partition of the run was written",
-                metadata={
-                    "partitions_failed": len(own),
-                    "failures": [f"{key}: {failure.reason}" for key, failure in sorted(own.items())[:NAMED_FAILURES]],
-                },
-            )
-        if failed:
-            raise verdict_failure(failed)
-
-    return _verdict
-
-
-def verdict_failure(failed: Mapping[dg.AssetKey, Mapping[str, PartitionFailure]]) -> dg.Failure:
-    """The run's failure: every failed tenant-day with its cause (the skipped downstream partitions counted
-    after them), each tenant's failure kind as metadata."""
-    kinds: dict[str, str] = {}
-    causes, skipped = [], 0
-    for asset_key, failures in sorted(failed.items()):
-        for key, failure in sorted(failures.items()):
-            if failure.upstream is None:
-                causes.append(f"{asset_key.to_user_string()} {key}: {failure.reason}")
-            else:
-                skipped += 1
-            if kinds.get(failure.tenant_id) != FailureKind.PERMANENT.value:
-                kinds[failure.tenant_id] = failure.kind.value
-    keys = sorted({key for failures in failed.values() for key in failures})
-    downstream = f"; {skipped} downstream partitions skipped" if skipped else ""
-    return dg.Failure(
-        description=f"{len(keys)} tenant-days failed ({', '.join(keys[:NAMED_FAILURES])}); "
-        + "; ".join(causes[:NAMED_FAILURES])
-        + downstream,
-        metadata={FAILED_TENANTS: dg.MetadataValue.json(kinds), "failed_partitions": keys[:NAMED_FAILURES]},
-        allow_retries=False,
-    )

@@ -10,9 +10,9 @@ import dagster as dg
 
 from mlops_assets import features, ingestion, monitoring, predictions, training
 from mlops_assets.automation import health, jobs, schedules, sensors
-from mlops_assets.batching import run_verdict
 from mlops_assets.executors import run_executor
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
+from mlops_assets.isolation import run_verdict
 from mlops_assets.partitions import TenantDayPartitions
 from mlops_assets.resources import (
     LakeResource,

@@ -3,7 +3,8 @@
 Lake paths are `<lake>/<asset>/tenant=<t>/date=<d>/part-0.parquet`. A step over tenant-days hands
 over the healthy partitions (`batching.PartitionValues`); each is written whole and materialized
 with its own rows, path and content digest (the data version); a failed write fails only its
-tenant-day. Inputs load only the partitions whose upstream did not fail in this run.
+tenant-day. Inputs load the partitions whose upstream did not fail in this run; one that cannot be read
+fails only its tenant-day (`isolation.load_partitions`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import pandas as pd
 import pyarrow as pa
 from upath import UPath
 
-from mlops_assets.batching import PartitionValues, healthy_input_keys, write_partitions
+from mlops_assets.batching import PartitionValues, write_partitions
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.ml.scoring import batch_summary
 from mlops_assets.core.sources.records import CUSTOMERS_SCHEMA, ORDERS_SCHEMA
 from mlops_assets.core.warehouse.prediction_store import read_partition, refresh_statistics, write_partition
+from mlops_assets.isolation import load_partitions
 from mlops_assets.partitions import tenant_and_day
 
 LAKE_SCHEMAS: dict[str, pa.Schema] = {"raw_orders": ORDERS_SCHEMA, "raw_customers": CUSTOMERS_SCHEMA}
@@ -67,10 +69,11 @@ class HiveParquetIOManager(dg.UPathIOManager):
         if not context.has_asset_partitions:
             return super().load_input(context)
         name = context.asset_key.path[-1]
-        return {
-            key: self.load_from_path(context, lake.partition_path(self.root, name, *tenant_and_day(key)))
-            for key in healthy_input_keys(context)
-        }
+
+        def read(key: str) -> pd.DataFrame:
+            return self.load_from_path(context, lake.partition_path(self.root, name, *tenant_and_day(key)))
+
+        return load_partitions(context, read)
 
 
 class LakeIOManager(dg.ConfigurableIOManagerFactory):
@@ -102,4 +105,4 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         refresh_statistics(self.warehouse_url)
 
     def load_input(self, context: dg.InputContext):
-        return {key: read_partition(self.warehouse_url, *tenant_and_day(key)) for key in healthy_input_keys(context)}
+        return load_partitions(context, lambda key: read_partition(self.warehouse_url, *tenant_and_day(key)))

@@ -50,7 +50,7 @@ STAGE_CHECKS = {
     "drift_report": {"feature_drift": False, "prediction_drift": False},
     "realized_performance": {"performance_floor": False, "beats_predecessor": False},
 }
-# Every asset also carries the run's verdict (non-blocking): `batching.run_verdict`.
+# Every asset also carries the run's verdict (non-blocking): `isolation.run_verdict`.
 EXPECTED_CHECKS = {asset: {**checks, "tenant_days_succeeded": False} for asset, checks in STAGE_CHECKS.items()}
 
 

@@ -68,14 +68,9 @@ class _RecordingIOManager(dg.IOManager):
 
 def test_a_failed_tenant_day_is_not_materialized_and_fails_the_run_while_healthy_ones_are_materialized():
     from mlops_assets.automation.attempts import RunFailures
-    from mlops_assets.batching import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-        Batch,
-        Check,
-        run_verdict,
-    )
+    from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, Batch, Check
     from mlops_assets.core.tenants.retries import FailureKind
+    from mlops_assets.isolation import run_verdict
 
     partitions = TenantDayPartitions.for_window(7, today=date(2026, 1, 20))
     checks = [Check("positive", "Every value is positive", blocking=True), Check("small", "Values stay below 3")]
@@ -203,7 +198,8 @@ class _FailingWriteIOManager(dg.IOManager):
 
 
 def test_a_failed_write_fails_only_its_tenant_day():
-    from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, Batch, run_verdict
+    from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, Batch
+    from mlops_assets.isolation import run_verdict
 
     partitions = TenantDayPartitions.for_window(7, today=date(2026, 1, 20))
 

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, run_verdict
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from mlops_assets.isolation import run_verdict
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.lake.history import history_files, read_orders
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings, shopify_settings

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from mlops_assets.automation.healing import cycle_retry_requests
 from mlops_assets.automation.jobs import ATTEMPT_TAG, DAILY_ASSETS, ONBOARDING_TAG, STAGE_TAG
 from mlops_assets.core.tenants.retries import DEFAULT_POLICY
 from mlops_assets.definitions import defs
@@ -186,3 +187,51 @@ def test_retries_are_capped_then_tenants_retry_runs_the_day_again(shop):
     assert mlops("tenants", "retry", TENANT).exit_code == 0
     automation.heal()
     assert all(_materialized(instance, day).values())
+
+
+def test_a_canceled_cycle_is_no_failure_of_the_tenant_and_runs_again_after_the_shortest_delay(shop):
+    from mlops_assets.automation.decisions import cycle_requests
+    from mlops_assets.automation.health import fleet_states
+    from mlops_assets.batching import RUN_KEY_TAG
+
+    instance, automation, clock = shop["instance"], shop["automation"], shop["clock"]
+    day = LAST - timedelta(days=3)
+    [request] = cycle_requests("daily", instance, automation.registry, day, [TENANT])
+    job = automation.defs.resolve_job_def(request.job_name)
+    run = instance.create_run_for_job(job, tags={**request.tags, RUN_KEY_TAG: request.run_key})
+    instance.report_run_canceled(run, "canceled from the UI")  # an operator stopped it before it started
+    [state] = [s for s in fleet_states(instance, automation.registry, shop["warehouse_url"]) if s.tenant_id == TENANT]
+    assert state.state not in ("failing", "needs_attention"), state
+
+    clock.ahead = timedelta(minutes=5)
+    automation.heal()
+    assert [r.status for r in _daily_runs(instance, day)] == [dg.DagsterRunStatus.CANCELED]
+    assert f"{TENANT}: daily cycle of {day} was canceled; next retry at" in automation.notes[-1], automation.notes
+    clock.ahead = DEFAULT_POLICY.delays[0] + timedelta(seconds=30)
+    automation.heal()
+    retry = _daily_runs(instance, day)[-1]
+    assert retry.status == dg.DagsterRunStatus.SUCCESS and retry.tags[ATTEMPT_TAG] == "2"
+    assert all(_materialized(instance, day).values())
+    clock.ahead = timedelta(0)
+
+
+def test_retries_run_oldest_day_first_so_a_retried_retrain_scores_the_days_after_it(shop):
+    from mlops_assets.automation.batching import tenant_range_request
+    from mlops_assets.automation.decisions import CYCLES
+    from mlops_assets.batching import RUN_KEY_TAG
+
+    instance, automation = shop["instance"], shop["automation"]
+    cutoff, day = LAST - timedelta(days=5), LAST - timedelta(days=4)
+    for cycle, when in (("daily", day), ("weekly", cutoff)):  # the later day failed first
+        job_name, tags = CYCLES[cycle]
+        request = tenant_range_request(job_name, when, when, TENANT, TENANT, f"{cycle}-{when}-test", tags)
+        run = instance.create_run_for_job(
+            automation.defs.resolve_job_def(job_name), tags={**request.tags, RUN_KEY_TAG: request.run_key}
+        )
+        instance.report_run_failed(run, "a transient failure")
+    retries, notes = cycle_retry_requests(
+        instance, automation.registry, automation.first_day, datetime.now(UTC) + DEFAULT_POLICY.delays[0] * 2
+    )
+    assert [(r.job_name, r.tags["dagster/asset_partition_range_start"]) for r in retries] == [
+        ("retrain", f"{cutoff}|{TENANT}"), ("daily_cycle", f"{day}|{TENANT}"),
+    ], notes  # fmt: skip

@@ -6,12 +6,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, run_verdict
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
 from mlops_assets.definitions import defs
 from mlops_assets.ingestion import raw_asset
 from mlops_assets.io_managers import LakeIOManager
+from mlops_assets.isolation import run_verdict
 from mlops_assets.partitions import TENANTS, TenantDayPartitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 from mlops_assets.sim.shop_emulator import Faults

@@ -16,7 +16,7 @@ import pytest
 
 from mlops_assets.automation.attempts import RunFailures
 from mlops_assets.automation.health import fleet_states
-from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, run_verdict
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, shopify_settings
 from mlops_assets.core.tenants.retries import FailureKind
@@ -24,6 +24,7 @@ from mlops_assets.definitions import defs
 from mlops_assets.features import build_assets as feature_assets
 from mlops_assets.ingestion import raw_asset
 from mlops_assets.io_managers import LakeIOManager, WarehouseIOManager
+from mlops_assets.isolation import run_verdict
 from mlops_assets.partitions import TENANTS, TenantDayPartitions
 from mlops_assets.predictions import build_assets as prediction_assets
 from mlops_assets.resources import (
@@ -163,6 +164,8 @@ def test_a_revoked_token_and_a_failed_gate_fail_only_their_tenant_days_and_heal_
     states = {state.tenant_id: state for state in fleet_states(instance, TenantRegistry(warehouse_url), warehouse_url)}
     assert states["acme"].state == "needs_attention" and "401" in states["acme"].reason, states["acme"]  # permanent
     assert states["globex"].state == "failing" and states["globex"].next_retry is not None, states["globex"]
+    # Each names its own cause, not the first one of the run's verdict.
+    assert "non_negative_amounts" in states["globex"].reason and "401" not in states["globex"].reason, states
     assert states["initech"].state not in ("failing", "needs_attention"), states["initech"]
 
     # The fix: a new token for acme, globex's order corrected at the source; a re-run completes both.
@@ -185,66 +188,135 @@ def test_a_revoked_token_and_a_failed_gate_fail_only_their_tenant_days_and_heal_
     assert any("customer_features/tenant=acme" in path for path in healed)
 
 
-def test_a_model_that_fails_to_load_fails_its_tenant_while_the_others_are_predicted(served, tmp_path):
+def _serve(served, tenant_id, source=None) -> str:
+    """`tenant_id` served by a copy of the served tenant's production model (or a version at `source`)."""
     from mlops_assets.core.ml.tracking import PRODUCTION, model_name
+
+    registry = served["registry"]
+    model = registry.client.get_model_version_by_alias(model_name(SERVED_TENANT), PRODUCTION)
+    if not registry.client.search_registered_models(f"name = '{model_name(tenant_id)}'"):
+        registry.client.create_registered_model(model_name(tenant_id))
+    version = registry.client.create_model_version(model_name(tenant_id), source or model.source, model.run_id)
+    registry.set_alias(tenant_id, PRODUCTION, version.version)
+    return version.version
+
+
+def _snapshot_file(lake_url, tenant_id):
+    return lake.partition_path(lake.lake_root(lake_url), "customer_features", tenant_id, TEST_END)
+
+
+def _write_snapshot(served, lake_url, tenant_id):
+    snapshot = served["snapshot"]
+    lake.write_frame(
+        _snapshot_file(lake_url, tenant_id), snapshot, pa.Schema.from_pandas(snapshot, preserve_index=False)
+    )
+
+
+def _predict(served, instance, lake_url, warehouse_url, tenant_ids):
+    """One predictions run over `tenant_ids` x TEST_END (their snapshots read from the lake), with its verdict."""
+    registry = served["registry"]
+    features, predictions = feature_assets(SERVED_WINDOW)[0], prediction_assets(SERVED_WINDOW)[0]
+    verdict = run_verdict([features.key, predictions.key])
+    config = {"url": lake_url, "s3_endpoint_url": None}
+    return dg.materialize(
+        [features, predictions, verdict],
+        selection=dg.AssetSelection.assets(predictions) | dg.AssetSelection.checks(*verdict.check_keys),
+        instance=instance,
+        resources={
+            "lake_io_manager": LakeIOManager(**config),
+            "warehouse_io_manager": WarehouseIOManager(warehouse_url=warehouse_url),
+            "lake": LakeResource(**config),
+            "tenants": TenantRegistryResource(warehouse_url=warehouse_url),
+            "models": ModelRegistryResource(tracking_uri=registry.tracking_uri, artifact_uri=registry.artifact_uri),
+            "policy": ModelPolicyResource(),
+        },
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{TEST_END.isoformat()}|{tenant_ids[0]}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{TEST_END.isoformat()}|{tenant_ids[-1]}",
+        },
+        raise_on_error=False,
+    )
+
+
+def _instance(tenant_ids):
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS, tenant_ids)
+    return instance
+
+
+def _sorted_predictions(warehouse_url, tenant_id):
     from mlops_assets.core.warehouse.prediction_store import read_partition
 
-    registry, broken = served["registry"], "isobroken"
-    model = registry.client.get_model_version_by_alias(model_name(SERVED_TENANT), PRODUCTION)
-    registry.client.create_registered_model(model_name(broken))
-    missing = registry.client.create_model_version(model_name(broken), f"{tmp_path.as_uri()}/gone", model.run_id)
-    registry.set_alias(broken, PRODUCTION, missing.version)
+    columns = ["customer_id", "repurchase_probability", "risk_band"]
+    frame = read_partition(warehouse_url, tenant_id, TEST_END)[columns]
+    return frame.sort_values("customer_id", ignore_index=True)
 
+
+def test_a_model_that_fails_to_load_fails_its_tenant_while_the_others_are_predicted(served, tmp_path):
+    from mlops_assets.core.warehouse.prediction_store import read_partition
+
+    broken = "isobroken"
+    missing = _serve(served, broken, source=f"{tmp_path.as_uri()}/gone")
     lake_url, warehouse_url = str(tmp_path / "lake"), f"sqlite:///{tmp_path / 'w.db'}"
     for tenant_id in (SERVED_TENANT, broken):
-        path = lake.partition_path(lake.lake_root(lake_url), "customer_features", tenant_id, TEST_END)
-        lake.write_frame(path, served["snapshot"], pa.Schema.from_pandas(served["snapshot"], preserve_index=False))
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(TENANTS, [SERVED_TENANT, broken])
-    features, predictions = feature_assets(SERVED_WINDOW)[0], prediction_assets(SERVED_WINDOW)[0]
-    assets = [features, predictions]
-    verdict = run_verdict(asset.key for asset in assets)
+        _write_snapshot(served, lake_url, tenant_id)
+    tenant_ids = [SERVED_TENANT, broken]
+    instance = _instance(tenant_ids)
 
-    def predict():
-        config = {"url": lake_url, "s3_endpoint_url": None}
-        return dg.materialize(
-            [*assets, verdict],
-            selection=dg.AssetSelection.assets(predictions) | dg.AssetSelection.checks(*verdict.check_keys),
-            instance=instance,
-            resources={
-                "lake_io_manager": LakeIOManager(**config),
-                "warehouse_io_manager": WarehouseIOManager(warehouse_url=warehouse_url),
-                "lake": LakeResource(**config),
-                "tenants": TenantRegistryResource(warehouse_url=warehouse_url),
-                "models": ModelRegistryResource(tracking_uri=registry.tracking_uri, artifact_uri=registry.artifact_uri),
-                "policy": ModelPolicyResource(),
-            },
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: f"{TEST_END.isoformat()}|{SERVED_TENANT}",
-                ASSET_PARTITION_RANGE_END_TAG: f"{TEST_END.isoformat()}|{broken}",
-            },
-            raise_on_error=False,
-        )
-
-    result = predict()
+    result = _predict(served, instance, lake_url, warehouse_url, tenant_ids)
     assert not result.success
-    keys = _keys([SERVED_TENANT, broken], [TEST_END])
+    keys = _keys(tenant_ids, [TEST_END])
     assert _status(instance, "predictions", keys, SERVED_WINDOW) == {keys[0]: "MATERIALIZED", keys[1]: "FAILED"}
     assert len(read_partition(warehouse_url, SERVED_TENANT, TEST_END)) == len(served["snapshot"])
     assert read_partition(warehouse_url, broken, TEST_END).empty
     reason = _verdict_failure(result)
-    assert (
-        f"predictions {keys[1]}: tenant {broken}: the production model v{missing.version} could not be loaded" in reason
-    )
+    assert f"predictions {keys[1]}: tenant {broken}: the production model v{missing} could not be loaded" in reason
     assert f"mlops models rollback {broken}" in reason
 
-    registry.set_alias(broken, PRODUCTION, registry.client.create_model_version(
-        model_name(broken), model.source, model.run_id
-    ).version)  # fmt: skip
-    assert predict().success
+    _serve(served, broken)
+    assert _predict(served, instance, lake_url, warehouse_url, tenant_ids).success
     assert _status(instance, "predictions", keys, SERVED_WINDOW) == {key: "MATERIALIZED" for key in keys}
-    columns = ["customer_id", "repurchase_probability", "risk_band"]
-    healed, reference = (read_partition(warehouse_url, t, TEST_END)[columns] for t in (broken, SERVED_TENANT))
-    assert healed.sort_values("customer_id", ignore_index=True).equals(
-        reference.sort_values("customer_id", ignore_index=True)
-    )
+    assert _sorted_predictions(warehouse_url, broken).equals(_sorted_predictions(warehouse_url, SERVED_TENANT))
+
+
+def test_an_input_that_cannot_be_read_fails_only_its_tenant_day(served, tmp_path):
+    """One tenant's snapshot file is corrupt, another's is gone: the third tenant of the run is predicted."""
+    corrupt, gone = "isocorrupt", "isogone"
+    for tenant_id in (corrupt, gone):
+        _serve(served, tenant_id)
+    lake_url, warehouse_url = str(tmp_path / "lake"), f"sqlite:///{tmp_path / 'w.db'}"
+    tenant_ids = [SERVED_TENANT, corrupt, gone]
+    for tenant_id in tenant_ids:
+        _write_snapshot(served, lake_url, tenant_id)
+    corrupt_file = _snapshot_file(lake_url, corrupt)
+    corrupt_file.write_bytes(corrupt_file.read_bytes()[:100])  # truncated at rest
+    _snapshot_file(lake_url, gone).unlink()
+    instance = _instance(tenant_ids)
+
+    result = _predict(served, instance, lake_url, warehouse_url, tenant_ids)
+    assert not result.success
+    healthy, *broken = _keys(tenant_ids, [TEST_END])
+    assert _status(instance, "predictions", [healthy, *broken], SERVED_WINDOW) == {
+        healthy: "MATERIALIZED", broken[0]: "FAILED", broken[1]: "FAILED",
+    }  # fmt: skip
+    assert len(_sorted_predictions(warehouse_url, SERVED_TENANT)) == len(served["snapshot"])
+    reason = _verdict_failure(result)
+    assert reason.startswith(f"2 tenant-days failed ({broken[0]}, {broken[1]}); "), reason
+    unreadable = f"predictions {broken[0]}: tenant {corrupt} {broken[0]}: input `customer_features` could not be read"
+    assert f"{unreadable} (UnreadableFile: {corrupt_file} is not a readable Parquet file" in reason, reason
+    assert f"predictions {broken[1]}: tenant {gone} {broken[1]}: input `customer_features` could not be read" in reason
+    assert f"FileNotFoundError: [Errno 2] No such file or directory: '{_snapshot_file(lake_url, gone)}'" in reason
+    assert f"`mlops backfill {gone} --from {TEST_END}`" in reason
+    # The cause is on the failed partition, where its downstream steps and the healing sensor read it.
+    observed = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("predictions"), asset_partitions=[broken[0]]), limit=1
+    ).records[0]
+    assert "not a readable Parquet file" in observed.asset_observation.metadata["failure"].value
+    run = instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))[0]
+    assert RunFailures(instance).failed_tenants(run) == {corrupt, gone}
+
+    for tenant_id in (corrupt, gone):
+        _write_snapshot(served, lake_url, tenant_id)
+    assert _predict(served, instance, lake_url, warehouse_url, tenant_ids).success
+    for tenant_id in (corrupt, gone):
+        assert _sorted_predictions(warehouse_url, tenant_id).equals(_sorted_predictions(warehouse_url, SERVED_TENANT))

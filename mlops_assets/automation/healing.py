@@ -97,4 +97,6 @@ def cycle_retry_requests(
                 requests.append(
                     tenant_range_request(job_name, day, day, low, high, run_key, {**tags, ATTEMPT_TAG: str(attempt)})
                 )
+    # Oldest day first, as the schedules ran them: a retried retrain's model then scores the retried days after it.
+    requests.sort(key=lambda request: request.tags[ASSET_PARTITION_RANGE_START_TAG].split("|")[0])
     return requests, notes

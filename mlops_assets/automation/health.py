@@ -76,6 +76,7 @@ def gather_facts(
     onboarded, latest = onboarded_tenants(instance), latest_prediction_days(warehouse_url)
     steps = _onboarding_steps(instance, [t.tenant_id for t in tenants if t.tenant_id not in onboarded])
     failed: dict[str, list[dg.RunRecord]] = defaultdict(list)
+    canceled: dict[str, list[dg.RunRecord]] = defaultdict(list)  # not the tenant's failures; they time its retry
     settled, running, run_failures = set(), set(), RunFailures(instance)
     # Newest first: a tenant's failures count until its newest successful run.
     for record in instance.get_run_records(dg.RunsFilter(created_after=now - LOOKBACK)):
@@ -94,6 +95,8 @@ def gather_facts(
                     failed[tenant_id].append(record)
                 else:
                     settled.add(tenant_id)
+            elif run.status == dg.DagsterRunStatus.CANCELED:
+                canceled[tenant_id].append(record)
     facts = []
     for tenant in tenants:
         records = failed.get(tenant.tenant_id, [])
@@ -106,7 +109,8 @@ def gather_facts(
             for record, attempt in zip(records, attempts, strict=True)
         )  # fmt: skip
         # The same policy the healing sensor follows: when the next retry is due, or that none will come.
-        retry = DEFAULT_POLICY.decide(attempts, tenant.updated_at, now) if attempts else None
+        stopped = [run_failures.of(record, tenant.tenant_id) for record in canceled.get(tenant.tenant_id, [])]
+        retry = DEFAULT_POLICY.decide(attempts + stopped, tenant.updated_at, now) if attempts else None
         held = retry is not None and retry.state in (RetryState.PERMANENT, RetryState.NEEDS_ATTENTION)
         facts.append(
             TenantFacts(

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 from mlops_assets.cli.common import console, instance
 
 if TYPE_CHECKING:
-    from mlops_assets.batching import PartitionFailure
+    from mlops_assets.isolation import PartitionFailure
 
 VERDICT_STEP = "run_verdict"
 
 
 def _failed_partitions(results: list) -> dict[tuple[str, str], PartitionFailure]:
     """(asset, partition) -> its failure, the latest run's where one failed twice."""
-    from mlops_assets.batching import failures_in_run
+    from mlops_assets.isolation import failures_in_run
 
     failed = {}
     with instance() as dagster_instance:

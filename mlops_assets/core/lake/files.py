@@ -28,9 +28,31 @@ SWEEP = "sweep"  # a history sweep's one quarantine file per tenant: quarantine/
 COMPACTED = "_compacted"  # derived copies for fast reads (core.lake.history); removed with the tenant
 
 
+class UnreadableFile(ValueError):
+    """A lake file that is there but is not readable Parquet (truncated, overwritten, corrupted at rest)."""
+
+    def __init__(self, path: UPath, error: Exception):
+        super().__init__(
+            f"{path} is not a readable Parquet file ({error}) (fix: write it again by re-running its asset for "
+            "that tenant-day, or restore it from a backup)"
+        )
+
+
+def read_table(path: UPath, source, **options) -> pa.Table:
+    """`pq.read_table` of `source` (the file's bytes or an open handle); a corrupt file raises `UnreadableFile`."""
+    try:
+        return pq.read_table(source, **options)
+    except pa.ArrowInvalid as exc:
+        raise UnreadableFile(path, exc) from exc
+
+
 def lake_root(url: str, s3_endpoint_url: str | None = None) -> UPath:
     if "://" in url and not url.startswith("file://"):
-        options = {"endpoint_url": s3_endpoint_url} if s3_endpoint_url else {}
+        # No listings cache: fsspec shares one filesystem per process, and processes that run many steps (Celery
+        # workers, `mlops backfill`) would read a file's details from a listing older than another's write.
+        options = {"use_listings_cache": False}
+        if s3_endpoint_url:
+            options["endpoint_url"] = s3_endpoint_url
         return UPath(url, **options)
     return UPath(Path(url.removeprefix("file://")).expanduser().resolve())
 
@@ -96,7 +118,7 @@ def write_table(path: UPath, table: pa.Table) -> None:
 
 def read_frame(path: UPath, columns: list[str] | None = None, with_digest: bool = False) -> pd.DataFrame:
     payload = path.read_bytes()
-    frame = from_arrow(pq.read_table(pa.BufferReader(payload), columns=columns))
+    frame = from_arrow(read_table(path, pa.BufferReader(payload), columns=columns))
     if with_digest:
         frame.attrs["digest"] = content_digest(payload)
     return frame

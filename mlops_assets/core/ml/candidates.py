@@ -211,12 +211,17 @@ def promote_candidate(
     if current_version == version:
         return PromotionOutcome(tenant_id, version, True, True, "already in production", version, None)
     holdout = training_frame.loc[training_frame["split"] == "holdout"]
-    production_auc, production_is_fallback = None, False
+    production_auc, production_is_fallback, unloadable = None, False, None
     if current is not None:
         production_is_fallback = current.tags.get("fallback") == "true"
         if _evaluable(holdout):
-            scores = np.asarray(registry.load(tenant_id, current_version).predict(holdout[FEATURES]), float)
-            production_auc = holdout_metrics(holdout["label"].to_numpy(), scores, "p")["p_auc"]
+            try:
+                production = registry.load(tenant_id, current_version)
+            except Exception as exc:  # a broken production model must not block the model that replaces it
+                unloadable = f"production v{current_version} could not be loaded ({exc}) and is not compared"
+            else:
+                scores = np.asarray(production.predict(holdout[FEATURES]), float)
+                production_auc = holdout_metrics(holdout["label"].to_numpy(), scores, "p")["p_auc"]
     decision = staging_decision(
         float(card["holdout_auc"]),
         None if pd.isna(card["baseline_auc"]) else float(card["baseline_auc"]),
@@ -225,15 +230,17 @@ def promote_candidate(
         fallback=card["kind"] == "fallback",
         production_is_fallback=production_is_fallback,
     )
-    if current is not None and production_auc is None and card["kind"] == "fallback":
+    if current is not None and production_auc is None and card["kind"] == "fallback" and unloadable is None:
         decision.promote, decision.reason = False, "cold start fallback never replaces an existing production model"
+    if unloadable:
+        decision.reason = f"{decision.reason}; {unloadable}"
     run_id = str(card["run_id"])
     record = functools.partial(log.record, tenant_id, name, version=version, run_id=run_id)
     if not decision.promote:
         record(alias=STAGING, previous=None, action="refuse", reason=decision.reason, metrics=decision.metrics)
         refresh = current is not None and production_is_fallback and policy.refresh_fallback
-        if (current is None or refresh) and register_fallback is not None:
-            why = "a drift retrain refreshes the fallback" if refresh else "no production model yet"
+        if (current is None or refresh or unloadable) and register_fallback is not None:
+            why = "a drift retrain refreshes the fallback" if refresh else "no usable production model"
             fallback = register_fallback(f"{why} and the candidate was refused: {decision.reason}")
             outcome = promote_candidate(
                 registry, warehouse_url, tenant_id, fallback.frame().iloc[0], training_frame, policy

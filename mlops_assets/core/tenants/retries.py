@@ -6,6 +6,7 @@ the cap it "needs attention". A permanent failure (the shop rejects the tenant's
 API version is gone) is not retried at all: a retry would fail the same way. Both wait until the
 tenant's state changes: its registry row's `updated_at` moves (the operator fixed a setting, or ran
 `mlops tenants retry`). Failures before that change no longer count, so the next decision retries now.
+An attempt an operator canceled is no failure of the tenant's: it is tried again after the shortest delay.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from enum import StrEnum
 class FailureKind(StrEnum):
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+    # Not a failure: an operator stopped the attempt (Dagster's CANCELED). It is tried again after the shortest
+    # delay and counts neither toward the cap nor as the tenant failing; pausing the tenant stops its work.
+    CANCELED = "canceled"
 
 
 def failure_kind(error: BaseException) -> FailureKind:
@@ -59,7 +63,8 @@ class RetryDecision:
             return f"{tenant_id}: {work} needs attention after {self.failures} failed attempts{why} ({fix})"
         if self.state is RetryState.WAITING:
             at = f"{self.next_retry:%Y-%m-%d %H:%M} UTC"
-            return f"{tenant_id}: {work} failed {self.failures}x{why}; next retry at {at}"
+            done = f"failed {self.failures}x{why}" if self.failures else "was canceled"
+            return f"{tenant_id}: {work} {done}; next retry at {at}"
         return f"{tenant_id}: {work} retried (attempt {self.attempt}){why}"
 
 
@@ -77,20 +82,23 @@ class RetryPolicy:
         return len(self.delays)
 
     def decide(self, failures: list[Failure], changed_at: datetime | None, now: datetime) -> RetryDecision:
-        """The next step for work whose attempts all failed (`failures`, any order; at least one)."""
+        """The next step for work whose attempts all failed or were canceled (`failures`, any order; at least
+        one). Every attempt numbers the next one; canceled attempts are not counted as failures."""
         ordered = sorted(failures, key=lambda failure: failure.ended_at)
         attempt = len(ordered) + 1
         counted = [failure for failure in ordered if changed_at is None or failure.ended_at > changed_at]
         if not counted:
             return RetryDecision(RetryState.RETRY, attempt, 0, now, "retried after the tenant changed")
         last = counted[-1]
+        failed = len([failure for failure in counted if failure.kind is not FailureKind.CANCELED])
         if last.kind is FailureKind.PERMANENT:
-            return RetryDecision(RetryState.PERMANENT, attempt, len(counted), None, last.reason)
-        if len(counted) > self.cap:
-            return RetryDecision(RetryState.NEEDS_ATTENTION, attempt, len(counted), None, last.reason)
-        due = last.ended_at + self.delays[len(counted) - 1]
+            return RetryDecision(RetryState.PERMANENT, attempt, failed, None, last.reason)
+        if failed > self.cap:
+            return RetryDecision(RetryState.NEEDS_ATTENTION, attempt, failed, None, last.reason)
+        delay = self.delays[0] if last.kind is FailureKind.CANCELED else self.delays[failed - 1]
+        due = last.ended_at + delay
         state = RetryState.RETRY if now >= due else RetryState.WAITING
-        return RetryDecision(state, attempt, len(counted), due, last.reason)
+        return RetryDecision(state, attempt, failed, due, last.reason)
 
 
 DEFAULT_POLICY = RetryPolicy()

@@ -114,3 +114,40 @@ def test_history_reads_through_a_compacted_copy_that_follows_the_files(root):
     after = read_orders(history_files(root, "acme"))
     assert after.drop(columns=LAKE_DAY).equals(direct()[after.columns.drop(LAKE_DAY)])
     assert (after["order_id"].str.endswith("-new")).sum() == 5
+
+
+def test_a_corrupt_file_is_named_by_every_read(root):
+    from mlops_assets.core.lake.history import history_files, read_orders
+
+    day = date(2026, 1, 2)
+    path = lake.partition_path(root, "raw_orders", "acme", day)
+    lake.write_frame(path, orders(), ORDERS_SCHEMA)
+    lake.write_atomic(path, b"PAR1 truncated at rest")
+    with pytest.raises(lake.UnreadableFile, match=f"{path} is not a readable Parquet file .*fix: write it again"):
+        lake.read_frame(path)
+    with pytest.raises(lake.UnreadableFile, match=f"{path} is not a readable Parquet file"):
+        read_orders(history_files(root, "acme"))
+
+
+def test_a_long_lived_process_sees_what_other_processes_wrote_since(s3_lake_url, s3_endpoint, tmp_path):
+    """Run workers of the Celery executor and `mlops backfill` read the lake across many runs: a file another
+    process replaced or added since this one listed the tenant's files is read as it is now."""
+    import boto3
+
+    from mlops_assets.core.lake.history import history_files, read_orders
+
+    root = lake.lake_root(s3_lake_url, s3_endpoint)
+    days = [date(2026, 1, 2), date(2026, 1, 3)]
+    lake.write_frame(lake.partition_path(root, "raw_orders", "acme", days[0]), orders(2), ORDERS_SCHEMA)
+    assert len(read_orders(history_files(root, "acme"))) == 2  # lists, and reads, the tenant's files
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)  # another process, with its own client
+    bucket, _, prefix = s3_lake_url.removeprefix("s3://").partition("/")
+    for day, rows in zip(days, (3, 4), strict=True):
+        local = lake.lake_root(str(tmp_path / "elsewhere"))
+        written = lake.write_frame(lake.partition_path(local, "raw_orders", "acme", day), orders(rows), ORDERS_SCHEMA)
+        key = f"{prefix}/raw_orders/tenant=acme/date={day}/part-0.parquet"
+        s3.put_object(Bucket=bucket, Key=key, Body=lake.partition_path(local, "raw_orders", "acme", day).read_bytes())
+        assert written["rows"] == rows
+    assert lake.partition_path(root, "raw_orders", "acme", days[1]).exists()
+    assert len(read_orders(history_files(root, "acme"))) == 7

@@ -169,6 +169,21 @@ def test_rollback_restores_the_previous_version(world):
     assert log.history(TENANT)[-1]["action"] == "rollback"
 
 
+def test_a_production_model_that_cannot_be_loaded_does_not_block_its_replacement(world, tmp_path):
+    from mlops_assets.core.ml.tracking import model_name
+
+    registry = world["registry"]
+    first, built = train(world)
+    promote(world, first, built)
+    serving = registry.version(TENANT, registry.alias_version(TENANT, PRODUCTION).version)
+    gone = registry.client.create_model_version(model_name(TENANT), f"{tmp_path.as_uri()}/gone", serving.run_id)
+    registry.set_alias(TENANT, PRODUCTION, gone.version)
+    replacement, _ = train(world)
+    outcome = promote(world, replacement, built, PromotionPolicy(baseline_margin=-1.0))
+    assert outcome.promoted and registry.alias_version(TENANT, PRODUCTION).version == replacement.version
+    assert f"production v{gone.version} could not be loaded" in outcome.reason, outcome.reason
+
+
 def test_staging_alias_follows_the_gates(world):
     card, built = train(world)
     outcome = promote(world, card, built)

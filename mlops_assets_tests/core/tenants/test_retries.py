@@ -46,3 +46,18 @@ def test_a_permanent_failure_waits_for_the_tenant_to_change():
     assert held.state is RetryState.PERMANENT and held.next_retry is None
     changed = POLICY.decide(failures, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2))
     assert (changed.state, changed.attempt, changed.failures) == (RetryState.RETRY, 2, 0)
+
+
+def test_a_canceled_attempt_is_retried_after_the_shortest_delay_and_is_no_failure():
+    canceled = _failures(0, kind=FailureKind.CANCELED)
+    waiting = POLICY.decide(canceled, None, T0 + timedelta(minutes=5))
+    assert (waiting.state, waiting.failures, waiting.next_retry) == (RetryState.WAITING, 0, T0 + POLICY.delays[0])
+    assert waiting.note("acme", "daily cycle") == "acme: daily cycle was canceled; next retry at 2026-03-01 11:10 UTC"
+    assert (POLICY.decide(canceled, None, T0 + POLICY.delays[0]).state, waiting.attempt) == (RetryState.RETRY, 2)
+    # After two failures the third attempt, canceled, moves neither the backoff nor the cap along.
+    mixed = [*_failures(0, 20), *_failures(200, kind=FailureKind.CANCELED)]
+    after_cancel = POLICY.decide(mixed, None, T0 + timedelta(minutes=205))
+    assert (after_cancel.failures, after_cancel.attempt) == (2, 4)
+    assert after_cancel.next_retry == T0 + timedelta(minutes=200) + POLICY.delays[0]
+    cancels = _failures(*range(0, 600, 60), kind=FailureKind.CANCELED)
+    assert POLICY.decide(cancels, None, T0 + timedelta(days=1)).state is RetryState.RETRY, "never needs attention"
