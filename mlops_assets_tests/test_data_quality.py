@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from mlops_assets.isolation import run_verdict
 from mlops_assets.core.lake import files as lake
 from mlops_assets.core.lake.history import history_files, read_orders
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings, shopify_settings
@@ -22,6 +21,7 @@ from mlops_assets.definitions import defs
 from mlops_assets.features import build_assets as feature_assets
 from mlops_assets.ingestion import build_assets as ingestion_assets
 from mlops_assets.io_managers import LakeIOManager
+from mlops_assets.isolation import run_verdict
 from mlops_assets.partitions import TENANTS, TenantDayPartitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 from mlops_assets.sim.shop_emulator import Faults
