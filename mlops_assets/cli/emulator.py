@@ -54,6 +54,9 @@ def shop_emulator(
     drop_rate: Annotated[float, typer.Option(help="share of connections dropped without an answer")] = 0.0,
     malformed_body_rate: float = 0.0,
     malformed_record_rate: float = 0.0,
+    outlier_order_rate: Annotated[
+        float, typer.Option(help="share of orders served with a fat-finger total (10^6 times too large)")
+    ] = 0.0,
     bucket_capacity: int = 40,
     leak_per_s: float = 2.0,
     as_of_request: Annotated[
@@ -88,7 +91,14 @@ def shop_emulator(
         except (InvalidTenantId, ValueError) as exc:
             fail(f"--shop {item!r}: {exc}")
     specs = specs or [demo.spec for demo in demo_shops(end, calendar_days)]
-    faults = Faults(error_rate, latency_ms, drop_rate, malformed_body_rate, malformed_record_rate)
+    faults = Faults(
+        error_rate,
+        latency_ms,
+        drop_rate,
+        malformed_body_rate,
+        malformed_record_rate,
+        outlier_order_rate=outlier_order_rate,
+    )
     emulator = _build_emulator(
         specs, host, port, _emulator_token(), faults, (bucket_capacity, leak_per_s), as_of_request
     )
