@@ -108,6 +108,7 @@ def raw_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDefini
         ledger = QuarantineLedger(tenants.warehouse_url)
         released = _released(ledger, resource)
         clients: dict[str, ShopifyClient] = {}
+        recorded: list[IngestionDay] = []  # the ledger's rows, written once after the loop
 
         def ingest(part: Partition) -> pd.DataFrame:
             tenant = tenant_of(part.tenant_id)
@@ -121,8 +122,8 @@ def raw_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDefini
             meta = {"tenant": part.tenant_id, "source": tenant.source_kind, **_balance(screened)}
             if not part.blocked:  # a blocked partition keeps its last written state: lake file, quarantine, ledger
                 meta.update(store_quarantine(root, name, part.tenant_id, part.day, screened.quarantine))
-                ledger.record(IngestionDay(part.tenant_id, name, part.day, screened.rows_read, len(screened.frame),
-                                           screened.by_reason))  # fmt: skip
+                recorded.append(IngestionDay(part.tenant_id, name, part.day, screened.rows_read,
+                                             len(screened.frame), screened.by_reason))  # fmt: skip
             part.add_metadata({**meta, **ingested.stats.as_metadata()})
             part.log(
                 f"{part.tenant_id} {part.day}: {len(screened.frame)} {resource}, {len(screened.quarantine)} "
@@ -138,6 +139,7 @@ def raw_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDefini
         finally:
             for client in clients.values():
                 client.close()
+        ledger.record(*recorded)
         yield from batch.results()
 
     return _raw

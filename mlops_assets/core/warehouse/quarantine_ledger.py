@@ -76,11 +76,15 @@ def _row(day: IngestionDay) -> dict:
 
 
 class QuarantineLedger(Bindable):
-    def record(self, day: IngestionDay) -> None:
-        key = (D.c.tenant_id == day.tenant_id, D.c.asset == day.asset, D.c.day == day.day)
+    def record(self, *days: IngestionDay) -> None:
+        """Replace these partitions' rows, in one transaction (a run records its partitions at once)."""
+        if not days:
+            return
         with self.engine.begin() as conn:
-            conn.execute(D.delete().where(*key))
-            conn.execute(D.insert().values(**_row(day)))
+            for day in days:
+                key = (D.c.tenant_id == day.tenant_id, D.c.asset == day.asset, D.c.day == day.day)
+                conn.execute(D.delete().where(*key))
+            conn.execute(D.insert(), [_row(day) for day in days])
 
     def replace(self, tenant_id: str, asset: str, days: list[IngestionDay]) -> None:
         """Every row of a tenant's asset at once, in one transaction: a history sweep's days (a re-sweep may cover

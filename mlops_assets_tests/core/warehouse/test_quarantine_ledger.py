@@ -12,8 +12,10 @@ def test_a_rerun_replaces_its_day_and_summaries_add_days_up(warehouse_url):
     ledger = QuarantineLedger(warehouse_url)
     ledger.record(IngestionDay("alpha", "raw_orders", TEST_END, 10, 8, {"extreme_outlier": 2}))
     ledger.record(IngestionDay("alpha", "raw_orders", TEST_END, 10, 9, {"extreme_outlier": 1}))
-    ledger.record(IngestionDay("alpha", "raw_orders", TEST_END - timedelta(days=1), 5, 4, {"invalid_record": 1}))
-    ledger.record(IngestionDay("beta", "raw_orders", TEST_END, 3, 3))
+    ledger.record(
+        IngestionDay("alpha", "raw_orders", TEST_END - timedelta(days=1), 5, 4, {"invalid_record": 1}),
+        IngestionDay("beta", "raw_orders", TEST_END, 3, 3),
+    )  # a run's partitions at once
     summary = ledger.summaries(TEST_END - timedelta(days=6))
     assert summary["alpha"].rows_read == 15 and summary["alpha"].quarantined == 2
     assert summary["alpha"].by_reason == {"extreme_outlier": 1, "invalid_record": 1}
