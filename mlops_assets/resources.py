@@ -54,6 +54,7 @@ class ShopApiResource(dg.ConfigurableResource):
     bucket_capacity: int = ShopifyClient.bucket_capacity
     leak_per_s: float = ShopifyClient.leak_per_s
     max_failures: int = ShopifyClient.max_failures
+    max_retry_wait_s: float = ShopifyClient.max_retry_wait_s
     connect_timeout_s: float = ShopifyClient.timeout[0]
     read_timeout_s: float = ShopifyClient.timeout[1]
 
@@ -65,6 +66,7 @@ class ShopApiResource(dg.ConfigurableResource):
             bucket_capacity=self.bucket_capacity,
             leak_per_s=self.leak_per_s,
             max_failures=self.max_failures,
+            max_retry_wait_s=self.max_retry_wait_s,
             timeout=(self.connect_timeout_s, self.read_timeout_s),
         )
 

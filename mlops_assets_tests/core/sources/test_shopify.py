@@ -119,6 +119,19 @@ def test_persistent_outage_names_the_tenant_and_the_way_out(emulator_factory, sm
         api.fetch_day("orders", DAY, ZONE)
 
 
+def test_an_outage_costs_a_run_seconds_then_the_shop_is_left_alone(emulator_factory, small_shop):
+    """In-run retries stop at the wait budget; later requests of the run fail without a request."""
+    emulator = emulator_factory({"acme": small_shop}, faults=Faults(server_error_rate=1.0))
+    slept: list[float] = []
+    with ShopifyClient(emulator.shop_url("acme"), TOKEN, tenant_id="acme", sleep=slept.append) as api:
+        with pytest.raises(ShopApiError, match="tenant acme.*still failing after 5 attempts.*HTTP 5"):
+            api.fetch_day("orders", DAY, ZONE)
+        assert sum(slept) <= api.max_retry_wait_s and len(slept) == 4
+        with pytest.raises(ShopApiError, match="tenant acme.*customers.json not tried.*already failed"):
+            api.fetch_day("customers", DAY, ZONE)
+    assert len(slept) == 4
+
+
 def test_malformed_records_are_quarantined_with_their_field(emulator_factory, small_shop):
     emulator = emulator_factory(
         {"acme": small_shop}, faults=Faults(malformed_record_rate=0.3, seed=3), bucket=(40, 1000.0)
