@@ -228,16 +228,15 @@ def quality_rows(quality: dict, horizon_text: str) -> list[dict]:
         found = quality.get(name)
         row = {"name": name, "label": label.format(horizon=horizon_text), "measured": bool(found), "q": found}
         if found:
-            deciles, baseline = found.get("deciles") or [], found.get("baseline_deciles") or []
-            lifts = {"model": lift(deciles), "baseline": lift(baseline)}
+            both = {"model": found.get("deciles") or [], "baseline": found.get("baseline_deciles") or []}
+            lifts = {series: lift(deciles) for series, deciles in both.items()}
             series = {k: v for k, v in lifts.items() if v and len(v) == len(lifts["model"])}
-            labels = [f"D{d['decile']}" for d in sorted(deciles, key=lambda d: -d["decile"])]
+            labels = [f"D{d['decile']}" for d in sorted(both["model"], key=lambda d: -d["decile"])]
             row["metric"] = METRIC_LABELS.get(found["metric"], found["metric"])
             row["lift_chart"] = (
                 charts.grouped_bars(series, labels, f"lift by decile: {row['label']}") if series else None
             )
-            points = {k: [(d["mean_predicted"], d["observed"]) for d in v] for k, v in (("model", deciles),
-                      ("baseline", baseline)) if v}  # fmt: skip
+            points = {k: [(d["mean_predicted"], d["observed"]) for d in v] for k, v in both.items() if v}
             probability = found["metric"] == "auc" and points
             row["calibration_chart"] = (
                 charts.calibration(points, f"calibration: {row['label']}") if probability else None
