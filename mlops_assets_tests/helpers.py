@@ -128,3 +128,63 @@ def mlops(*args):
     from mlops_assets.cli import app
 
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def with_targets(frame, horizon_days: int = 30, seed: int = 3):
+    """A scored frame with issue 16's targets, shaped as the contract says the model writes them (until the
+    model side writes them itself): amounts that follow the repurchase probability, a churn probability and
+    its band, a next order date (None beyond a year), spend tiers, and a model card with `target_quality`."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_assets.core.ml.targets import spend_tiers
+
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    p = out["repurchase_probability"].to_numpy(float)
+    orders = -np.log1p(-np.minimum(p, 0.99)) * 1.2
+    order_value = rng.gamma(4.0, 12.0, len(out))
+    churn = np.clip((1 - p) ** 2 + rng.normal(0, 0.03, len(out)), 0, 1)
+    days_to_next = np.ceil(horizon_days * np.log(2) / np.maximum(orders, 1e-6))
+    out["expected_orders"] = orders
+    out["expected_revenue"] = orders * order_value
+    out["clv_365d"] = orders * order_value * (365 / horizon_days) * (1 - 0.5 * churn)
+    out["churn_probability"] = churn
+    out["risk_band"] = np.where(churn >= 0.7, "high", np.where(churn >= 0.4, "medium", "low"))
+    out["expected_next_order_date"] = [
+        None if days > 365 else day + pd.Timedelta(days=int(days)).to_pytimedelta()
+        for day, days in zip(out["as_of_date"], days_to_next, strict=True)
+    ]
+    out["spend_tier"] = spend_tiers(out["clv_365d"])
+    out.attrs = {"model_card": {**frame.attrs["model_card"], "target_quality": TARGET_QUALITY}}
+    return out
+
+
+def _deciles(slope: float, base: float) -> list[dict]:
+    return [
+        {
+            "decile": d,
+            "mean_predicted": round(base * (0.2 + 0.16 * d), 4),
+            "observed": round(base * (1 + slope * (d - 5.5)), 4),
+        }
+        for d in range(1, 11)
+    ]
+
+
+TARGET_QUALITY = {
+    "repurchase_probability": {
+        "served": "lightgbm", "flag": "", "metric": "auc", "holdout": 0.81, "baseline": 0.77, "grade": "Excellent",
+        "extra": {"brier": 0.11, "baseline_brier": 0.12}, "deciles": _deciles(0.17, 0.3),
+        "baseline_deciles": _deciles(0.12, 0.3),
+    },
+    "churn_probability": {
+        "served": "baseline", "flag": "learned model did not beat BG/NBD on the holdout", "metric": "auc",
+        "holdout": 0.66, "baseline": 0.66, "grade": "Fair", "extra": {"brier": 0.2},
+        "deciles": _deciles(0.08, 0.5), "baseline_deciles": _deciles(0.08, 0.5),
+    },
+    "clv_365d": {
+        "served": "lightgbm", "flag": "", "metric": "normalized_gini", "holdout": 0.52, "baseline": 0.47,
+        "grade": "Good", "extra": {"mae": 61.2, "bias": -0.04, "baseline_mae": 66.0},
+        "deciles": _deciles(0.18, 120.0), "baseline_deciles": _deciles(0.15, 120.0),
+    },
+}  # fmt: skip

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mlops_assets.core.tenants.api_keys import Principal, key_digest
 from mlops_assets.core.warehouse.prediction_store import PredictionReader
@@ -22,24 +22,44 @@ router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: <API key>`")
 RiskBand = Literal["high", "medium", "low"]
+SpendTier = Literal["high", "medium", "low"]
+UNSET = "; null on days predicted before this field existed"
 
 
 class Reason(BaseModel):
     feature: str
-    contribution: float
-    value: float | None
+    contribution: float = Field(description="the feature's contribution to the score, in log-odds")
+    value: float | None = Field(description="the customer's value of the feature")
 
 
 class Prediction(BaseModel):
+    """One customer's targets as of the end of a day (the tenant's timezone). Amounts are in the tenant's
+    currency and H is its horizon in days: both on `GET /v1/model`."""
+
     customer_id: str
-    as_of_date: date
-    repurchase_probability: float
-    risk_band: RiskBand
-    rank: int
-    percentile: float
+    as_of_date: date = Field(description="the day of the snapshot the prediction is made from")
+    repurchase_probability: float = Field(description="P(at least one order in the next H days), 0..1")
+    risk_band: RiskBand = Field(
+        description="churn band of churn_probability: high from 0.7, medium from 0.4, low below (the defaults; "
+        "days predicted before churn_probability existed band by repurchase_probability)"
+    )
+    rank: int = Field(description="1 = the customer most likely to order again in the next H days")
+    percentile: float = Field(description="share of the tenant's customers scoring at most this one, 0..100")
     model_name: str
     model_version: str
-    top_reasons: list[Reason]
+    top_reasons: list[Reason] = Field(description="the features that moved repurchase_probability most")
+    expected_orders: float | None = Field(description="expected number of orders in the next H days" + UNSET)
+    expected_revenue: float | None = Field(description="expected spend in the next H days, tenant currency" + UNSET)
+    clv_365d: float | None = Field(description="expected spend in the next 365 days, tenant currency" + UNSET)
+    churn_probability: float | None = Field(description="P(the customer has stopped buying), 0..1" + UNSET)
+    expected_next_order_date: date | None = Field(
+        description="the day by which the customer more likely than not has ordered again; null when that is "
+        "beyond 365 days (or, with clv_365d null, not predicted)"
+    )
+    spend_tier: SpendTier | None = Field(
+        description="by clv_365d within the tenant's day: high = top 20%, medium = next 30%, low = the rest and "
+        "every clv_365d of 0" + UNSET
+    )
 
 
 class PredictionPage(BaseModel):
@@ -47,6 +67,33 @@ class PredictionPage(BaseModel):
     total: int
     items: list[Prediction]
     next_cursor: str | None
+
+
+class Decile(BaseModel):
+    decile: int = Field(description="1 = the tenth of holdout customers with the lowest predictions, 10 the highest")
+    mean_predicted: float
+    observed: float = Field(description="what those customers did in the holdout (share, count or amount)")
+
+
+class TargetQuality(BaseModel):
+    """A target's backtest on the time-based holdout, the served model beside its BG/NBD baseline."""
+
+    served: str = Field(description="lightgbm, or baseline when the learned model did not beat it")
+    flag: str = Field(description="why the baseline serves, else empty")
+    metric: str = Field(description="auc (probabilities), normalized_gini (amounts) or coverage (dates)")
+    holdout: float | None
+    baseline: float | None
+    grade: Literal["Poor", "Fair", "Good", "Excellent"] | None
+    extra: dict[str, float | None] = Field(description="e.g. brier, mae, bias and the baseline's")
+    deciles: list[Decile]
+    baseline_deciles: list[Decile]
+
+
+class TargetsSummary(BaseModel):
+    expected_revenue_total: float | None = Field(description="sum of expected_revenue, tenant currency")
+    clv_365d_total: float | None = Field(description="sum of clv_365d, tenant currency")
+    tier_counts: dict[SpendTier, int] | None = Field(description="customers per spend_tier")
+    quality: dict[str, TargetQuality] = Field(description="by target name; empty when not measured")
 
 
 class ModelCard(BaseModel):
@@ -58,6 +105,9 @@ class ModelCard(BaseModel):
     customers: int
     stale: bool  # the latest predictions are older than a day and a half after their day ended (tenant's timezone)
     stale_since: date | None  # the first day without predictions, when stale
+    horizon_days: int | None = Field(description="H: the days expected_orders and expected_revenue cover")
+    currency: str | None = Field(description="ISO 4217 code of every amount")
+    targets: TargetsSummary | None = Field(description="null on days predicted before these targets existed")
 
 
 async def connection(request: Request) -> AsyncIterator[sa.Connection]:
@@ -176,27 +226,45 @@ async def customer_prediction(
     return as_prediction(row)
 
 
+def list_filters(
+    risk_band: Annotated[RiskBand | None, Query(description="churn band")] = None,
+    spend_tier: SpendTier | None = None,
+    min_probability: Annotated[float | None, Query(ge=0, le=1, description="repurchase_probability from")] = None,
+    max_probability: Annotated[float | None, Query(ge=0, le=1, description="repurchase_probability up to")] = None,
+    min_churn_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
+    max_churn_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
+    min_clv_365d: Annotated[float | None, Query(description="tenant currency")] = None,
+    max_clv_365d: Annotated[float | None, Query(description="tenant currency")] = None,
+) -> dict:
+    """The list's filters, bounds inclusive (`prediction_store.FILTERS`); a row whose target is null
+    matches no bound on it."""
+    bounds = {
+        "probability": (min_probability, max_probability),
+        "churn_probability": (min_churn_probability, max_churn_probability),
+        "clv_365d": (min_clv_365d, max_clv_365d),
+    }
+    for stem, (low, high) in bounds.items():
+        if low is not None and high is not None and low > high:
+            raise HTTPException(422, f"min_{stem} ({low}) is above max_{stem} ({high})")
+    ranges = {f"{end}_{stem}": pair[i] for stem, pair in bounds.items() for i, end in enumerate(("min", "max"))}
+    return {"risk_band": risk_band, "spend_tier": spend_tier, **ranges}
+
+
 @router.get("/v1/predictions", response_model=PredictionPage, tags=["predictions"])
 def list_predictions(
     request: Request,
     conn: Connection,
     principal: Tenant,
+    filters: Annotated[dict, Depends(list_filters)],
     as_of: Annotated[date | None, Query(alias="date", description="default: the latest day")] = None,
-    risk_band: RiskBand | None = None,
-    min_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
-    max_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
 ) -> PredictionPage:
     """A day's predictions in rank order (most likely to order again first), a page at a time."""
-    if min_probability is not None and max_probability is not None and min_probability > max_probability:
-        raise HTTPException(422, "min_probability is above max_probability")
     reader = request.app.state.reader.using(conn)
     batch = day_or_latest(reader, principal, as_of)
     day = batch["as_of_date"]
     after = decode_cursor(cursor, day) if cursor else 0
-    filters = {"risk_band": risk_band, "min_probability": min_probability,
-                                                 "max_probability": max_probability}  # fmt: skip
     rows = reader.page(principal.tenant_id, day, after_rank=after, limit=limit + 1, **filters)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -210,9 +278,10 @@ def list_predictions(
 
 @router.get("/v1/model", response_model=ModelCard, tags=["model"])
 async def model(request: Request, conn: Connection, principal: Tenant) -> ModelCard:
-    """The model behind the latest predictions, with its holdout metrics and the baseline's, and whether those
-    predictions are stale."""
+    """The model behind the latest predictions, with its holdout metrics and the baseline's, each target's
+    backtest, the units of the amounts, and whether those predictions are stale."""
     reader = request.app.state.reader.using(conn)
     batch = day_or_latest(reader, principal, None)
     fresh = reader.freshness(principal.tenant_id, datetime.now(UTC))
-    return ModelCard(**batch, metrics=batch["model_metrics"], stale=fresh.stale, stale_since=fresh.since)
+    terms = reader.terms(principal.tenant_id)
+    return ModelCard(**batch, **terms, metrics=batch["model_metrics"], stale=fresh.stale, stale_since=fresh.since)

@@ -1,5 +1,9 @@
 """The tenant dashboard: overview, customer list with filters and CSV export, customer page.
 
+Every target of a prediction (issue 16) is shown beside the reasons; days predicted before the
+targets existed show "not predicted", and a model version without a backtest per target shows
+"not measured".
+
 Server-rendered (Jinja2, inline SVG charts, one shipped stylesheet): it works offline and without
 JavaScript. Login takes the tenant's API key once and keeps an HttpOnly, SameSite=Strict session
 cookie; every page checks that the key behind the session is still active.
@@ -25,18 +29,25 @@ from mlops_assets.serving.api import Connection
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-BANDS = ("high", "medium", "low")
+BANDS = ("high", "medium", "low")  # churn-risk bands, and spend tiers by the same names
 BAND_COLORS = ["#c0392b", "#e67e22", "#27ae60"]
+TIER_COLORS = ["#1f4e79", "#3b6ea5", "#9ab8d8"]
 PAGE_SIZE = 50
 CSV_COLUMNS = [
-    "customer_id",
-    "as_of_date",
-    "repurchase_probability",
-    "risk_band",
-    "rank",
-    "percentile",
-    "model_version",
-]
+    "customer_id", "as_of_date", "repurchase_probability", "risk_band", "rank", "percentile", "expected_orders",
+    "expected_revenue", "clv_365d", "churn_probability", "expected_next_order_date", "spend_tier", "model_version",
+]  # fmt: skip
+# The list's range filters from the form: `min_<stem>` / `max_<stem>`, within these limits.
+RANGES = {"probability": (0.0, 1.0), "churn_probability": (0.0, 1.0), "clv_365d": (None, None)}
+TARGET_LABELS = {
+    "repurchase_probability": "Orders again within {horizon}",
+    "churn_probability": "Churn probability",
+    "expected_orders": "Expected orders, next {horizon}",
+    "expected_revenue": "Expected revenue, next {horizon}",
+    "clv_365d": "CLV, next 365 days",
+    "expected_next_order_date": "Expected next order date",
+}
+METRIC_LABELS = {"auc": "AUC", "normalized_gini": "normalized Gini", "coverage": "coverage"}
 FEATURE_LABELS = {
     "recency_days": "days since last order",
     "frequency": "orders placed",
@@ -58,6 +69,13 @@ FEATURE_LABELS = {
     **{f"orders_{w}d": f"orders in the last {w} days" for w in (7, 30, 90, 365)},
     **{f"spend_{w}d": f"spend in the last {w} days" for w in (7, 30, 90, 365)},
 }
+
+
+def money(value: float | None, currency: str | None) -> str:
+    return "not predicted" if value is None else f"{value:,.2f}{' ' + currency if currency else ''}"
+
+
+templates.env.filters["money"] = money
 
 
 class LoginRequired(Exception):
@@ -150,6 +168,9 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
     realized = [m for m in monitored if m["realized_auc"] is not None and m["as_of_date"] <= batch["as_of_date"]]
     counts = batch["band_counts"]
     bins = len(batch["histogram"])
+    terms = request.app.state.reader.terms(principal.tenant_id)
+    targets = batch["targets"] or {"expected_revenue_total": None, "clv_365d_total": None, "tier_counts": None}
+    tiers = targets["tier_counts"]
     return page(
         request,
         "overview.html",
@@ -157,11 +178,20 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
         batch=batch,
         fresh=fresh,
         metrics=batch["model_metrics"],
+        terms=terms,
+        horizon=horizon(terms),
+        targets=targets,
+        quality=quality_rows((batch["targets"] or {}).get("quality") or {}, horizon(terms)),
+        tier_chart=charts.bars([tiers[t] for t in BANDS], [f"{t} spend" for t in BANDS], "spend tiers", TIER_COLORS)
+        if tiers
+        else None,
         days=[b["as_of_date"] for b in trend],
         histogram=charts.bars(
             batch["histogram"], [f"{i / bins:.2f}" for i in range(bins)], "customers by repurchase probability"
         ),
-        band_chart=charts.bars([counts[b] for b in BANDS], [f"{b} risk" for b in BANDS], "risk bands", BAND_COLORS),
+        band_chart=charts.bars(
+            [counts[b] for b in BANDS], [f"{b} churn risk" for b in BANDS], "churn-risk bands", BAND_COLORS
+        ),
         trend_chart=charts.line(
             [(b["as_of_date"].isoformat(), b["mean_probability"]) for b in trend], "mean repurchase probability"
         ),
@@ -179,31 +209,79 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
     )
 
 
-def list_filters(
-    band: Annotated[str, Query(max_length=10)] = "",
-    min_probability: Annotated[str, Query(max_length=20)] = "",
-    max_probability: Annotated[str, Query(max_length=20)] = "",
-) -> dict:
-    """The list's filters from a plain HTML form, where a blank field means "any"."""
+def horizon(terms: dict) -> str:
+    return f"{terms['horizon_days']} days" if terms["horizon_days"] else "the horizon"
 
-    def probability(name: str, text: str) -> float | None:
-        if not text.strip():
+
+def lift(deciles: list[dict]) -> list[float]:
+    """Observed outcome over the base rate per decile, the highest predictions first (the base rate: the
+    deciles' mean outcome); empty when nothing was observed."""
+    base = sum(d["observed"] for d in deciles) / len(deciles) if deciles else 0.0
+    return [d["observed"] / base for d in sorted(deciles, key=lambda d: -d["decile"])] if base > 0 else []
+
+
+def quality_rows(quality: dict, horizon_text: str) -> list[dict]:
+    """Per target: its holdout metric beside the baseline's, the grade, lift by decile and (probabilities)
+    a calibration chart, served model beside baseline; `measured` False says "not measured"."""
+    rows = []
+    for name, label in TARGET_LABELS.items():
+        found = quality.get(name)
+        row = {"name": name, "label": label.format(horizon=horizon_text), "measured": bool(found), "q": found}
+        if found:
+            both = {"model": found.get("deciles") or [], "baseline": found.get("baseline_deciles") or []}
+            lifts = {series: lift(deciles) for series, deciles in both.items()}
+            series = {k: v for k, v in lifts.items() if v and len(v) == len(lifts["model"])}
+            labels = [f"D{d['decile']}" for d in sorted(both["model"], key=lambda d: -d["decile"])]
+            row["metric"] = METRIC_LABELS.get(found["metric"], found["metric"])
+            row["lift_chart"] = (
+                charts.grouped_bars(series, labels, f"lift by decile: {row['label']}") if series else None
+            )
+            points = {k: [(d["mean_predicted"], d["observed"]) for d in v] for k, v in both.items() if v}
+            probability = found["metric"] == "auc" and points
+            row["calibration_chart"] = (
+                charts.calibration(points, f"calibration: {row['label']}") if probability else None
+            )
+        rows.append(row)
+    return rows
+
+
+def list_filters(request: Request) -> dict:
+    """The list's filters from a plain HTML form, where a blank field means "any": `band` (churn band),
+    `tier` (spend tier) and `min_<stem>` / `max_<stem>` of `RANGES`, as `prediction_store.FILTERS` names them."""
+    form = request.query_params
+
+    def number(name: str, low: float | None, high: float | None) -> float | None:
+        text = form.get(name, "").strip()
+        if not text:
             return None
         try:
             value = float(text)
         except ValueError:
             value = float("nan")
-        if not 0 <= value <= 1:
-            raise HTTPException(422, f"{name} must be a number between 0 and 1, got {text!r}")
+        if value != value or (low is not None and value < low) or (high is not None and value > high):
+            limits = f"between {low:g} and {high:g}" if low is not None else "a number"
+            raise HTTPException(422, f"{name} must be {limits}, got {text[:20]!r}")
         return value
 
-    if band and band not in BANDS:
-        raise HTTPException(422, f"band must be one of {', '.join(BANDS)} or empty, got {band!r}")
-    return {
-        "risk_band": band or None,
-        "min_probability": probability("min_probability", min_probability),
-        "max_probability": probability("max_probability", max_probability),
-    }
+    filters = {}
+    for field, column in (("band", "risk_band"), ("tier", "spend_tier")):
+        chosen = form.get(field, "")
+        if chosen and chosen not in BANDS:
+            raise HTTPException(422, f"{field} must be one of {', '.join(BANDS)} or empty, got {chosen[:20]!r}")
+        filters[column] = chosen or None
+    for stem, (low, high) in RANGES.items():
+        least, most = number(f"min_{stem}", low, high), number(f"max_{stem}", low, high)
+        if least is not None and most is not None and least > most:
+            raise HTTPException(422, f"min_{stem} ({least:g}) is above max_{stem} ({most:g})")
+        filters |= {f"min_{stem}": least, f"max_{stem}": most}
+    return filters
+
+
+def form_values(filters: dict) -> dict:
+    """The filters as the form names and shows them ("" for any)."""
+    names = {"risk_band": "band", "spend_tier": "tier"}
+    return {names.get(key, key): "" if value is None else (f"{value:g}" if isinstance(value, float) else value)
+            for key, value in filters.items()}  # fmt: skip
 
 
 Filters = Annotated[dict, Depends(list_filters)]
@@ -230,8 +308,9 @@ def customers(
         rows=rows[:PAGE_SIZE],
         next_after=rows[PAGE_SIZE - 1]["rank"] if len(rows) > PAGE_SIZE else None,
         total=reader.matching(batch, **filters),
-        filters={k: "" if v is None else v for k, v in filters.items()},
+        form=form_values(filters),
         query=request.url.query,
+        terms=reader.terms(principal.tenant_id),
     )
 
 
@@ -254,7 +333,7 @@ def customers_csv(
         after = 0
         while True:
             chunk = reader.page(principal.tenant_id, as_of, after_rank=after, limit=5000, **filters)
-            writer.writerows([[row[c] for c in CSV_COLUMNS] for row in chunk])
+            writer.writerows([[row[c] for c in CSV_COLUMNS] for row in chunk])  # None: an empty field
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -262,8 +341,9 @@ def customers_csv(
                 return
             after = chunk[-1]["rank"]
 
-    band = filters["risk_band"]
-    filename = f"predictions-{principal.tenant_id}-{as_of.isoformat()}{'-' + band if band else ''}.csv"
+    named = {"churn": filters["risk_band"], "tier": filters["spend_tier"]}
+    chosen = "".join(f"-{name}-{value}" for name, value in named.items() if value)
+    filename = f"predictions-{principal.tenant_id}-{as_of.isoformat()}{chosen}.csv"
     return StreamingResponse(
         rows(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
@@ -282,12 +362,15 @@ def customer(
     if row is None:
         return page(request, "customer.html", principal, 404, customer_id=customer_id, row=None)
     history = reader.customer_history(principal.tenant_id, customer_id)
+    terms = reader.terms(principal.tenant_id)
     return page(
         request,
         "customer.html",
         principal,
         customer_id=customer_id,
         row=row,
+        terms=terms,
+        horizon=horizon(terms),
         reasons=reasons(row),
         history=history,
         history_chart=charts.line(

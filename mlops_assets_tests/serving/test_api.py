@@ -9,9 +9,11 @@ from fastapi.testclient import TestClient
 
 from mlops_assets.core.ml.scoring import batch_summary
 from mlops_assets.core.tenants.api_keys import ApiKeys
+from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
+from mlops_assets.core.warehouse.engine import TARGET_COLUMNS
 from mlops_assets.core.warehouse.prediction_store import PredictionReader, write_partition
 from mlops_assets.serving.app import create_app
-from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, scored
+from mlops_assets_tests.helpers import SERVED_TENANT, TARGET_QUALITY, TEST_END, scored, with_targets
 
 OTHER = "globex"
 NASTY = "x'; drop table predictions; --"
@@ -19,9 +21,13 @@ NASTY = "x'; drop table predictions; --"
 
 @pytest.fixture
 def world(served, warehouse_url):
-    """Two days of the served tenant, one day of another tenant whose customers partly share ids."""
-    frames = [scored(served, TEST_END - timedelta(days=1)), scored(served)]
-    theirs = scored(served).assign(tenant_id=OTHER)
+    """Two days of the served tenant (an EUR shop with a 30-day horizon): the day before issue 16's targets
+    existed, and one with them; one day of another tenant whose customers partly share ids."""
+    TenantRegistry(warehouse_url).add(
+        Tenant(SERVED_TENANT, "Acme", "file", file_settings("/data/acme.csv"), currency="EUR", horizon_days=30)
+    )
+    frames = [scored(served, TEST_END - timedelta(days=1)), with_targets(scored(served))]
+    theirs = with_targets(scored(served)).assign(tenant_id=OTHER, spend_tier="low", clv_365d=1.0)
     theirs.loc[theirs.index[:10], "customer_id"] = [f"globex-only-{i}" for i in range(10)]
     for frame in [*frames, theirs]:
         tenant_id, day = frame["tenant_id"].iloc[0], frame["as_of_date"].iloc[0]
@@ -66,6 +72,51 @@ def test_customer_prediction_matches_the_rows(world):
     earlier = get(world, f"/v1/customers/{row['customer_id']}/prediction", date=str(TEST_END - timedelta(days=1)))
     assert earlier.json()["as_of_date"] == (TEST_END - timedelta(days=1)).isoformat()
     assert get(world, "/v1/customers/x/prediction", key=world["other_key"], date="2020-01-01").status_code == 404
+
+
+def test_customer_prediction_carries_every_target(world):
+    latest = world["latest"]
+    beyond_a_year = latest.loc[latest["expected_next_order_date"].isna()].iloc[0]
+    dated = latest.loc[latest["expected_next_order_date"].notna()].iloc[0]
+    for row in (beyond_a_year, dated):
+        body = get(world, f"/v1/customers/{row['customer_id']}/prediction").json()
+        for name in ("expected_orders", "expected_revenue", "clv_365d", "churn_probability"):
+            assert body[name] == pytest.approx(row[name], abs=1e-12), name
+        assert (body["spend_tier"], body["risk_band"]) == (row["spend_tier"], row["risk_band"])
+    assert get(world, f"/v1/customers/{beyond_a_year['customer_id']}/prediction").json()[
+        "expected_next_order_date"] is None  # fmt: skip
+    assert body["expected_next_order_date"] == dated["expected_next_order_date"].isoformat()
+    before = get(world, f"/v1/customers/{row['customer_id']}/prediction", date=str(TEST_END - timedelta(days=1)))
+    assert {before.json()[name] for name in TARGET_COLUMNS} == {None}, "a day predicted before the targets"
+
+
+def every_item(world, **params) -> tuple[list[dict], int]:
+    """Every item of a filtered day, walking the cursor, and the total the first page announced."""
+    items, cursor, total = [], None, None
+    while True:
+        body = get(world, "/v1/predictions", limit=1000, **params, **({"cursor": cursor} if cursor else {})).json()
+        total = body["total"] if total is None else total
+        items += body["items"]
+        if not (cursor := body["next_cursor"]):
+            return items, total
+
+
+@pytest.mark.parametrize(
+    "params, keep",
+    [
+        ({"spend_tier": "high"}, lambda f: f["spend_tier"] == "high"),
+        ({"min_churn_probability": 0.4, "max_churn_probability": 0.7}, lambda f: f.churn_probability.between(0.4, 0.7)),
+        ({"risk_band": "low", "min_clv_365d": 150.0}, lambda f: (f["risk_band"] == "low") & (f["clv_365d"] >= 150)),
+        ({"spend_tier": "medium", "max_clv_365d": 300.0}, lambda f: (f.spend_tier == "medium") & (f.clv_365d <= 300)),
+    ],
+)  # fmt: skip
+def test_the_list_filters_by_tier_churn_probability_and_clv(world, params, keep):
+    items, total = every_item(world, **params)
+    expected = world["latest"].loc[keep(world["latest"])]
+    assert len(items) == total == len(expected) > 0
+    assert {item["customer_id"] for item in items} == set(expected["customer_id"])
+    earlier = str(TEST_END - timedelta(days=1))
+    assert get(world, "/v1/predictions", date=earlier, **params).json()["total"] == 0, "null matches no filter"
 
 
 def test_another_tenants_customer_is_a_404_everywhere(world):
@@ -116,6 +167,9 @@ def test_pages_cover_the_filtered_day_once(world):
         ({"risk_band": "purple"}, "high"),
         ({"cursor": "bm90IGEgY3Vyc29y"}, "cursor"),
         ({"min_probability": 0.9, "max_probability": 0.1}, "min_probability"),
+        ({"spend_tier": "gold"}, "high"),
+        ({"min_churn_probability": 1.5}, "less than or equal to 1"),
+        ({"min_clv_365d": 500, "max_clv_365d": 10}, "min_clv_365d (500.0) is above max_clv_365d"),
     ],
 )
 def test_bad_parameters_are_422_with_a_message(world, params, message):
@@ -124,9 +178,31 @@ def test_bad_parameters_are_422_with_a_message(world, params, message):
 
 
 def test_model_card(world):
-    body = get(world, "/v1/model").json()
-    assert body["model_version"] == world["latest"]["model_version"].iloc[0] and body["model_kind"] == "lightgbm"
+    body, latest = get(world, "/v1/model").json(), world["latest"]
+    assert body["model_version"] == latest["model_version"].iloc[0] and body["model_kind"] == "lightgbm"
     assert body["metrics"]["holdout_auc"] > body["metrics"]["baseline_auc"] - 0.05 and body["customers"] > 1000
+    assert (body["currency"], body["horizon_days"]) == ("EUR", 30)
+    targets = body["targets"]
+    assert targets["expected_revenue_total"] == pytest.approx(latest["expected_revenue"].sum())
+    assert targets["clv_365d_total"] == pytest.approx(latest["clv_365d"].sum())
+    assert targets["tier_counts"] == latest["spend_tier"].value_counts().to_dict()
+    assert targets["quality"] == TARGET_QUALITY
+
+
+def test_openapi_documents_every_field_with_its_unit(world):
+    schemas = world["client"].get("/openapi.json").json()["components"]["schemas"]
+    prediction = schemas["Prediction"]["properties"]
+    undocumented = {"customer_id", "model_name", "model_version"}
+    assert {name for name, field in prediction.items() if not field.get("description")} == undocumented
+    for name in ("expected_revenue", "clv_365d"):
+        assert "tenant currency" in prediction[name]["description"]
+    assert {"type": "string", "format": "date"} in prediction["expected_next_order_date"]["anyOf"]
+    assert "beyond 365 days" in prediction["expected_next_order_date"]["description"]
+    assert {"high", "medium", "low"} == set(prediction["spend_tier"]["anyOf"][0]["enum"])
+    assert {"currency", "horizon_days", "targets"} <= set(schemas["ModelCard"]["properties"])
+    parameters = {p["name"] for p in world["client"].get("/openapi.json").json()["paths"]["/v1/predictions"]["get"][
+        "parameters"]}  # fmt: skip
+    assert {"spend_tier", "risk_band", "min_clv_365d", "max_clv_365d", "min_churn_probability"} <= parameters
 
 
 def test_stale_predictions_are_said_on_the_card_and_the_dashboard(world, served):
@@ -176,6 +252,64 @@ def test_dashboard_list_filter_export_and_customer_page(world):
     customer_id = latest.sort_values("rank")["customer_id"].iloc[0]
     page = client.get(f"/dashboard/customers/{customer_id}")
     assert page.status_code == 200 and 'data-testid="reasons"' in page.text and "<polyline" in page.text
+
+
+def test_dashboard_filters_and_exports_by_the_targets(world):
+    client, latest = world["client"], world["latest"]
+    client.post("/login", data={"api_key": world["key"]})
+    params = {"tier": "high", "band": "", "min_churn_probability": "0.1", "max_clv_365d": ""}
+    expected = latest.loc[(latest["spend_tier"] == "high") & (latest["churn_probability"] >= 0.1)]
+    listed = client.get("/dashboard/customers", params=params)
+    assert f'data-testid="total">{len(expected)}<' in listed.text and 'class="tier medium"' not in listed.text
+    assert 'name="min_churn_probability" type="number" min="0" max="1" step="0.01" value="0.1"' in listed.text
+    answer = client.get("/dashboard/customers.csv", params=params)
+    assert 'predictions-acme-2026-10-31-tier-high.csv"' in answer.headers["content-disposition"]
+    exported = list(csv.DictReader(io.StringIO(answer.text)))
+    assert set(TARGET_COLUMNS) <= set(exported[0]) and len(exported) == len(expected)
+    by_id = expected.set_index("customer_id")
+    for row in exported:
+        source = by_id.loc[row["customer_id"]]
+        assert float(row["clv_365d"]) == source["clv_365d"] and row["spend_tier"] == "high"
+        next_order = source["expected_next_order_date"]
+        assert row["expected_next_order_date"] == (next_order.isoformat() if next_order else "")
+    refused = client.get("/dashboard/customers", params={"min_clv_365d": "lots"})
+    assert refused.status_code == 422 and "min_clv_365d must be a number" in refused.text
+
+
+def test_dashboard_shows_every_target_and_its_quality(world):
+    client, latest = world["client"], world["latest"]
+    client.post("/login", data={"api_key": world["key"]})
+    overview = client.get("/dashboard").text
+    assert f'"revenue-horizon">{latest["expected_revenue"].sum():,.2f} EUR<' in overview
+    assert f'"revenue-365d">{latest["clv_365d"].sum():,.2f} EUR<' in overview
+    for tier, customers in latest["spend_tier"].value_counts().items():
+        assert f'data-testid="tier-{tier}">{customers}<' in overview
+    assert 'data-testid="grade-clv_365d">Good<' in overview and 'data-testid="holdout-clv_365d">0.520<' in overview
+    assert 'data-testid="baseline-repurchase_probability">0.770<' in overview
+    assert "learned model did not beat BG/NBD" in overview
+    assert 'data-testid="grade-expected_orders">not measured<' in overview
+    assert 'aria-label="calibration: Churn probability"' in overview
+    assert 'aria-label="lift by decile: CLV, next 365 days"' in overview
+    assert 'aria-label="calibration: CLV' not in overview, "amounts have no calibration chart"
+    before = client.get("/dashboard", params={"date": str(TEST_END - timedelta(days=1))}).text
+    assert '"revenue-365d">not predicted<' in before and before.count(">not measured<") == 6
+
+    row = latest.loc[latest["expected_next_order_date"].isna()].iloc[0]
+    page = client.get(f"/dashboard/customers/{row['customer_id']}").text
+    assert (
+        f'"clv">{row["clv_365d"]:,.2f} EUR<' in page
+        and f'"expected-revenue">{row["expected_revenue"]:,.2f} EUR<' in page
+    )
+    assert f'"churn">{row["churn_probability"]:.3f} · {row["risk_band"]}<' in page
+    assert f'"spend-tier">{row["spend_tier"]}<' in page and '"next-order">beyond a year<' in page
+    assert "Expected orders, next 30 days" in page and 'data-testid="reasons"' in page
+    dated = latest.loc[latest["expected_next_order_date"].notna()].iloc[0]
+    page = client.get(f"/dashboard/customers/{dated['customer_id']}").text
+    assert f'"next-order">{dated["expected_next_order_date"].isoformat()}<' in page
+    earlier = client.get(
+        f"/dashboard/customers/{row['customer_id']}", params={"date": str(TEST_END - timedelta(days=1))}
+    )
+    assert '"next-order">not predicted<' in earlier.text and '"clv">not predicted<' in earlier.text
 
 
 def test_a_dropped_warehouse_connection_is_one_503_then_recovers(served, postgres_url):

@@ -212,11 +212,14 @@ def score_snapshot(
     return scored
 
 
+BANDS = ("high", "medium", "low")  # churn-risk bands and spend tiers alike
+
+
 def batch_summary(predictions: pd.DataFrame) -> dict:
     """What the dashboard's overview shows for one tenant-day, precomputed once at write time.
 
-    The model's holdout metrics travel with the frame (`attrs`), so the warehouse IO manager can
-    store them beside the rows without a second look-up in MLflow.
+    The model card travels with the frame (`attrs`), so the warehouse IO manager can store the
+    holdout metrics and the targets' quality beside the rows without a second look-up in MLflow.
     """
     card = predictions.attrs.get(MODEL_CARD) or {
         "model_name": str(predictions["model_name"].iloc[0]) if len(predictions) else "",
@@ -230,10 +233,39 @@ def batch_summary(predictions: pd.DataFrame) -> dict:
     return {
         "customers": len(predictions),
         "mean_probability": float(probabilities.mean()) if len(probabilities) else 0.0,
-        "band_counts": {band: int(bands.get(band, 0)) for band in ("high", "medium", "low")},
+        "band_counts": {band: int(bands.get(band, 0)) for band in BANDS},
         "histogram": counts.tolist(),
-        **card,
+        **{key: card[key] for key in ("model_name", "model_version", "model_kind", "model_metrics")},
+        "targets": targets_summary(predictions, card.get("target_quality") or {}),
     }
+
+
+def targets_summary(predictions: pd.DataFrame, quality: dict) -> dict:
+    """Issue 16's targets of a day at a glance, so the overview never scans the rows: predicted revenue
+    in the horizon and the year (None when no row holds it), customers per spend tier (None when no
+    row has a tier), and the model card's `target_quality` (JSON-safe: a non-finite metric is None)."""
+
+    def total(name: str) -> float | None:
+        values = predictions[name].to_numpy(float) if name in predictions else np.array([])
+        return float(np.nansum(values)) if np.isfinite(values).any() else None
+
+    tiers = predictions["spend_tier"].dropna() if "spend_tier" in predictions else pd.Series([], dtype=object)
+    return {
+        "expected_revenue_total": total("expected_revenue"),
+        "clv_365d_total": total("clv_365d"),
+        "tier_counts": {tier: int((tiers == tier).sum()) for tier in BANDS} if len(tiers) else None,
+        "quality": _json_safe(quality),
+    }
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def prediction_problems(predictions: pd.DataFrame, expected_customers: int) -> dict[str, str]:

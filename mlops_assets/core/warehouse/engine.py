@@ -61,7 +61,7 @@ predictions_table = sa.Table(
     sa.Column("customer_id", sa.String(128), primary_key=True),
     sa.Column("as_of_date", sa.Date, primary_key=True),
     sa.Column("repurchase_probability", sa.Float, nullable=False),
-    sa.Column("risk_band", sa.String(8), nullable=False),
+    sa.Column("risk_band", sa.String(8), nullable=False),  # the churn band (of churn_probability since 0009)
     sa.Column("rank", sa.Integer, nullable=False),
     sa.Column("percentile", sa.Float, nullable=False),
     sa.Column("model_name", sa.String(200), nullable=False),
@@ -70,12 +70,28 @@ predictions_table = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("top_reasons", sa.Text, nullable=False),
+    # Issue 16's targets (revision 0009): NULL on rows written before it. Amounts in the tenant's currency.
+    sa.Column("expected_orders", sa.Float),  # orders in the next horizon_days
+    sa.Column("expected_revenue", sa.Float),  # spend in the next horizon_days
+    sa.Column("clv_365d", sa.Float),  # spend in the next 365 days
+    sa.Column(
+        "churn_probability",
+        sa.Float,
+        sa.CheckConstraint("churn_probability between 0 and 1", name="predictions_churn_probability"),
+    ),
+    sa.Column("expected_next_order_date", sa.Date),  # NULL also when beyond 365 days
+    sa.Column(
+        "spend_tier",
+        sa.String(8),
+        sa.CheckConstraint("spend_tier in ('high', 'medium', 'low')", name="predictions_spend_tier"),
+    ),
     sa.CheckConstraint("repurchase_probability between 0 and 1", name="predictions_probability"),
     sa.CheckConstraint("risk_band in ('high', 'medium', 'low')", name="predictions_risk_band"),
     sa.Index("predictions_by_day_rank", "tenant_id", "as_of_date", "rank"),
 )
 
 PREDICTION_COLUMNS = [column.name for column in predictions_table.columns]
+TARGET_COLUMNS = PREDICTION_COLUMNS[PREDICTION_COLUMNS.index("expected_orders") :]
 
 prediction_batches_table = sa.Table(
     "prediction_batches",
@@ -93,6 +109,8 @@ prediction_batches_table = sa.Table(
     sa.Column("feature_version", sa.String(80), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Totals, tier counts and the model card's target quality (`scoring.batch_summary`); NULL before 0009.
+    sa.Column("targets", sa.JSON),
 )
 
 api_keys_table = sa.Table(

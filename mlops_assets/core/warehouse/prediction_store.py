@@ -4,6 +4,9 @@ A tenant-day is replaced in one transaction: delete its rows, then bulk-load the
 `COPY` on PostgreSQL, one executemany on SQLite), with its summary row beside it. A re-run replaces,
 never duplicates, and a writer killed mid-way leaves the previous rows in place. Every read takes
 the tenant id first and filters by it: no query here can return another tenant's rows.
+
+Issue 16's targets (`TARGET_COLUMNS`) are nullable: a frame may lack them (NULL), rows of days
+predicted before them hold NULL, and every read hands those NULLs on as None.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from mlops_assets.core.tenants.health import Freshness, freshness
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.warehouse.engine import (
     PREDICTION_COLUMNS,
+    TARGET_COLUMNS,
     Bindable,
     api_keys_table,
     engine_for,
@@ -34,8 +38,14 @@ if TYPE_CHECKING:  # the API server reads through this module and never needs pa
 P, B, K, M = predictions_table, prediction_batches_table, api_keys_table, monitoring_days_table
 PG_COPY_TYPES = [
     "text", "text", "date", "float8", "text", "int4", "float8", "text", "text", "text", "text", "timestamptz", "text",
+    "float8", "float8", "float8", "float8", "date", "text",
 ]  # fmt: skip
 API_COLUMNS = [c for c in PREDICTION_COLUMNS if c not in ("run_id", "created_at", "feature_version")]
+# The list filters: a band or tier, and `min_<stem>` / `max_<stem>` (inclusive) on these columns.
+CATEGORY_FILTERS = ("risk_band", "spend_tier")
+RANGE_FILTERS = {"probability": "repurchase_probability", "churn_probability": "churn_probability",
+                 "clv_365d": "clv_365d"}  # fmt: skip
+FILTERS = (*CATEGORY_FILTERS, *(f"{end}_{stem}" for stem in RANGE_FILTERS for end in ("min", "max")))
 
 
 # Built once, so SQLAlchemy does not rebuild the statement and its cache key on every page view.
@@ -77,7 +87,7 @@ def write_partition(
     validate_tenant_id(tenant_id)
     _one_partition(frame, tenant_id, as_of)
     engine = engine_for(warehouse_url)
-    columns = [frame[name].tolist() for name in PREDICTION_COLUMNS]
+    columns = [_driver_values(frame, name) for name in PREDICTION_COLUMNS]
     created_at = frame["created_at"].iloc[0] if len(frame) else datetime.now(UTC)
     with engine.begin() as conn:
         for table in (P, B):
@@ -103,6 +113,20 @@ def write_partition(
             )
         )  # fmt: skip
     return len(frame)
+
+
+def _driver_values(frame: pd.DataFrame, name: str) -> list:
+    """A column as both drivers take it; a target's missing values (NaN, NaT, an absent column) as None."""
+    if name not in TARGET_COLUMNS:
+        return frame[name].tolist()
+    if name not in frame:
+        return [None] * len(frame)
+    import pandas as pd
+
+    column = frame[name]
+    if name == "expected_next_order_date":
+        column = pd.to_datetime(column).dt.date
+    return column.astype(object).where(column.notna(), None).tolist()
 
 
 def record_monitoring(warehouse_url: str, tenant_id: str, as_of: date, **values) -> None:
@@ -215,59 +239,54 @@ class PredictionReader(Bindable):
         )
         return list(reversed(self._rows(query)))
 
-    def page(
-        self,
-        tenant_id: str,
-        as_of: date,
-        risk_band: str | None = None,
-        after_rank: int = 0,
-        limit: int = 100,
-        min_probability: float | None = None,
-        max_probability: float | None = None,
-    ) -> list[dict]:
-        """A page of one day's predictions in rank order, after `after_rank` (keyset pagination)."""
+    def terms(self, tenant_id: str) -> dict:
+        """The units of a tenant's targets: its horizon in days and its currency (None for a tenant
+        without a registry row)."""
+        query = sa.select(tenants_table.c.horizon_days, tenants_table.c.currency).where(
+            tenants_table.c.tenant_id == validate_tenant_id(tenant_id)
+        )
+        rows = self._rows(query)
+        return rows[0] if rows else {"horizon_days": None, "currency": None}
+
+    def page(self, tenant_id: str, as_of: date, after_rank: int = 0, limit: int = 100, **filters) -> list[dict]:
+        """A page of one day's predictions in rank order, after `after_rank` (keyset pagination);
+        `filters` by name from `FILTERS`, None meaning any."""
         query = (
             sa.select(*(P.c[name] for name in API_COLUMNS))
-            .where(*self._filters(tenant_id, as_of, risk_band, min_probability, max_probability))
+            .where(*self._filters(tenant_id, as_of, filters))
             .where(P.c.rank > after_rank)
             .order_by(P.c.rank)
             .limit(limit)
         )
         return self._rows(query)
 
-    def count(
-        self,
-        tenant_id: str,
-        as_of: date,
-        risk_band: str | None = None,
-        min_probability: float | None = None,
-        max_probability: float | None = None,
-    ) -> int:
-        query = sa.select(sa.func.count()).where(
-            *self._filters(tenant_id, as_of, risk_band, min_probability, max_probability)
-        )
-        return int(self._scalar(query))
+    def count(self, tenant_id: str, as_of: date, **filters) -> int:
+        return int(self._scalar(sa.select(sa.func.count()).where(*self._filters(tenant_id, as_of, filters))))
 
-    def matching(
-        self,
-        batch: dict,
-        risk_band: str | None = None,
-        min_probability: float | None = None,
-        max_probability: float | None = None,
-    ) -> int:
-        """How many rows of a day match: from its summary (same transaction as the rows) unless a
-        probability range asks for a count, which would otherwise scan the day on every page."""
-        if min_probability is None and max_probability is None:
-            return batch["band_counts"][risk_band] if risk_band else batch["customers"]
-        return self.count(batch["tenant_id"], batch["as_of_date"], risk_band, min_probability, max_probability)
+    def matching(self, batch: dict, **filters) -> int:
+        """How many rows of a day match: from its summary (same transaction as the rows) when one band or
+        one tier is all that is asked, else a count, which would otherwise scan the day on every page."""
+        asked = {name: value for name, value in filters.items() if value is not None}
+        tier_counts = (batch.get("targets") or {}).get("tier_counts")
+        if not asked:
+            return batch["customers"]
+        if asked.keys() == {"risk_band"}:
+            return batch["band_counts"][asked["risk_band"]]
+        if asked.keys() == {"spend_tier"} and tier_counts:
+            return tier_counts[asked["spend_tier"]]
+        return self.count(batch["tenant_id"], batch["as_of_date"], **filters)
 
     @staticmethod
-    def _filters(tenant_id, as_of, risk_band, min_probability, max_probability) -> list:
-        filters = [P.c.tenant_id == validate_tenant_id(tenant_id), P.c.as_of_date == as_of]
-        if risk_band:
-            filters.append(P.c.risk_band == risk_band)
-        if min_probability is not None:
-            filters.append(P.c.repurchase_probability >= min_probability)
-        if max_probability is not None:
-            filters.append(P.c.repurchase_probability <= max_probability)
-        return filters
+    def _filters(tenant_id: str, as_of: date, filters: dict) -> list:
+        clauses = [P.c.tenant_id == validate_tenant_id(tenant_id), P.c.as_of_date == as_of]
+        for name, value in filters.items():
+            if name not in FILTERS:
+                raise TypeError(f"unknown predictions filter {name!r} (known: {', '.join(FILTERS)})")
+            if value is None:
+                continue
+            if name in CATEGORY_FILTERS:
+                clauses.append(P.c[name] == value)
+            else:
+                column = P.c[RANGE_FILTERS[name[4:]]]
+                clauses.append(column >= value if name.startswith("min_") else column <= value)
+        return clauses

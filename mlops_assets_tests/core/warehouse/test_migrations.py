@@ -13,7 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from mlops_assets.core.warehouse.engine import metadata, read_engine
+from mlops_assets.core.warehouse.engine import TARGET_COLUMNS, metadata, read_engine
 from mlops_assets.core.warehouse.schema import (
     LEGACY_LEDGER,
     SchemaNotCurrent,
@@ -181,10 +181,14 @@ def legacy_warehouse(url: str, last_version: int) -> None:
 def contents(url: str) -> tuple[set[str], dict[str, list[dict]]]:
     """The warehouse's table names, and the rows of those `engine.py` defines."""
     engine = sa.create_engine(url)
+    found = {}
     with engine.connect() as conn:
-        names = set(sa.inspect(conn).get_table_names())
-        found = {name: [dict(row) for row in conn.execute(sa.select(metadata.tables[name])).mappings()]
-                 for name in names & set(metadata.tables)}  # fmt: skip
+        inspector = sa.inspect(conn)
+        names = set(inspector.get_table_names())
+        for name in names & set(metadata.tables):
+            present = {column["name"] for column in inspector.get_columns(name)}
+            query = sa.select(*(c for c in metadata.tables[name].columns if c.name in present))
+            found[name] = [dict(row) for row in conn.execute(query).mappings()]
     engine.dispose()
     return names, found
 
@@ -219,6 +223,8 @@ def test_a_warehouse_from_before_alembic_upgrades_in_place(warehouse_url, last_v
         if name:
             assert [_comparable({key: row[key] for key in written}) for row in kept[name]] == [_comparable(written)]
     assert kept["tenants"][0]["monitoring"] == {}
+    if last_version >= 3:
+        assert {kept["predictions"][0][name] for name in TARGET_COLUMNS} == {None}, "no targets before 0009"
 
 
 def test_a_ledger_that_old_code_recreated_beside_alembic_is_retired(warehouse_url):
@@ -261,7 +267,7 @@ def test_the_api_never_migrates_and_names_the_command_that_does(warehouse_url):
     assert LEGACY_LEDGER in contents(warehouse_url)[0]
     upgrade_schema(warehouse_url)
     reader = create_app(warehouse_url, "test-secret").state.reader
-    assert [batch["run_id"] for batch in reader.batches("acme")] == ["r2"]
+    assert [(batch["run_id"], batch["targets"]) for batch in reader.batches("acme")] == [("r2", None)]
 
 
 def test_the_api_does_not_create_a_missing_sqlite_warehouse(tmp_path):

@@ -1,5 +1,6 @@
 """The predictions tables on SQLite and PostgreSQL: partition writes, reruns, crashes, tenant scoping, pages."""
 
+import copy
 import os
 import signal
 import subprocess
@@ -12,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from mlops_assets.core.ml.scoring import batch_summary
+from mlops_assets.core.warehouse.engine import TARGET_COLUMNS
 from mlops_assets.core.warehouse.prediction_store import PredictionReader, read_partition, write_partition
 from mlops_assets_tests.helpers import SERVED_TENANT as TENANT
-from mlops_assets_tests.helpers import TEST_END, scored, wait_until
+from mlops_assets_tests.helpers import TARGET_QUALITY, TEST_END, scored, wait_until, with_targets
 
 
 def write(url, frame, run_id="run-1"):
@@ -42,6 +44,60 @@ def test_rerun_replaces_the_partition(served, warehouse_url):
     roundtrip = stored.set_index("customer_id")["repurchase_probability"]
     original = second.set_index("customer_id")["repurchase_probability"]
     assert np.array_equal(roundtrip.loc[original.index].to_numpy(), original.to_numpy()), "float8 round trip exact"
+
+
+def test_targets_round_trip_with_their_nulls(served, warehouse_url):
+    """Floats exact, dates as dates, 'beyond a year' and unpredicted rows as NULL, the day's summary beside."""
+    frame = with_targets(scored(served))
+    unpredicted = frame.index[:4]
+    frame.loc[unpredicted, ["expected_orders", "clv_365d"]] = np.nan
+    frame.attrs["model_card"] = copy.deepcopy(frame.attrs["model_card"])
+    frame.attrs["model_card"]["target_quality"]["clv_365d"]["extra"]["bias"] = float("nan")
+    write(warehouse_url, frame)
+    original = frame.set_index("customer_id")
+    stored = read_partition(warehouse_url, TENANT, TEST_END).set_index("customer_id").loc[original.index]
+    for name in ("expected_orders", "expected_revenue", "clv_365d", "churn_probability"):
+        assert np.array_equal(stored[name].to_numpy(float), original[name].to_numpy(float), equal_nan=True), name
+    assert stored["spend_tier"].tolist() == original["spend_tier"].astype(str).tolist()
+    assert stored["expected_next_order_date"].tolist() == original["expected_next_order_date"].tolist()
+    beyond = original["expected_next_order_date"].isna()
+    assert 0 < beyond.sum() < len(original), "some customers beyond a year, some with a date"
+    reader = PredictionReader(warehouse_url)
+    row = reader.customer(TENANT, original.index[beyond.argmax()], TEST_END)
+    assert row["expected_next_order_date"] is None and row["spend_tier"] in {"high", "medium", "low"}
+    dated = reader.customer(TENANT, original.index[(~beyond).argmax()], TEST_END)
+    assert dated["expected_next_order_date"] == original.loc[dated["customer_id"], "expected_next_order_date"]
+    assert reader.customer(TENANT, original.index[0], TEST_END)["clv_365d"] is None
+    targets = reader.batch(TENANT)["targets"]
+    assert targets["clv_365d_total"] == pytest.approx(np.nansum(frame["clv_365d"]))
+    assert targets["expected_revenue_total"] == pytest.approx(frame["expected_revenue"].sum())
+    assert targets["tier_counts"] == frame["spend_tier"].value_counts().to_dict()
+    assert targets["quality"]["clv_365d"]["extra"]["bias"] is None, "a NaN metric is stored as null"
+    assert targets["quality"]["churn_probability"] == TARGET_QUALITY["churn_probability"]
+    batch = reader.batch(TENANT)
+    assert reader.matching(batch, spend_tier="high") == reader.count(TENANT, TEST_END, spend_tier="high") > 0
+    both = {"spend_tier": "high", "risk_band": "low"}
+    assert reader.matching(batch, **both) == int(((frame.spend_tier == "high") & (frame.risk_band == "low")).sum())
+    with pytest.raises(TypeError, match="unknown predictions filter 'tier'"):
+        reader.page(TENANT, TEST_END, tier="high")
+
+
+def test_a_frame_without_targets_writes_nulls(served, warehouse_url):
+    frame = scored(served).drop(columns=TARGET_COLUMNS)
+    write(warehouse_url, frame)
+    stored = read_partition(warehouse_url, TENANT, TEST_END)
+    assert len(stored) == len(frame) and stored[TARGET_COLUMNS].isna().all().all()
+    targets = PredictionReader(warehouse_url).batch(TENANT)["targets"]
+    assert targets == {"expected_revenue_total": None, "clv_365d_total": None, "tier_counts": None, "quality": {}}
+
+
+@pytest.mark.parametrize("column, bad", [("churn_probability", 1.5), ("spend_tier", "gold")])
+def test_the_table_refuses_impossible_targets(served, warehouse_url, column, bad):
+    frame = with_targets(scored(served))
+    frame[column] = frame[column].astype(object)
+    frame.loc[frame.index[7], column] = bad
+    with pytest.raises((sa.exc.IntegrityError, psycopg.IntegrityError)):
+        write(warehouse_url, frame)
 
 
 def test_a_failed_write_keeps_the_previous_rows(served, warehouse_url):
