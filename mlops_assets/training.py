@@ -12,7 +12,8 @@ import pandas as pd
 from mlops_assets.batching import Batch, Check, Partition
 from mlops_assets.core.lake.files import partition_path
 from mlops_assets.core.lake.history import history_files, read_orders
-from mlops_assets.core.ml.training_data import SPLITS, TrainingSet, build_training_set
+from mlops_assets.core.ml.clv import CLV_DAYS
+from mlops_assets.core.ml.training_data import SPLITS, YEAR_HOLDOUT, TrainingSet, build_training_set
 from mlops_assets.core.monitoring.events import OperatorEvent
 from mlops_assets.core.tenants.registry import Tenant
 from mlops_assets.ingestion import HISTORY_DEPS
@@ -62,8 +63,13 @@ def training_set(
         built = build_training_set(read_orders(files), plan, tenant.timezone, files.through, policy.thresholds())
         snapshots = built.frame.groupby("split")["snapshot"].agg(["min", "max"])
         horizon = pd.Timedelta(days=plan.horizon_days)
-        immature = len(built.frame) and built.frame["snapshot"].max() + horizon > pd.Timestamp(files.through)
-        part.check("labels_matured", f"labels reach past {files.through}" if immature else None)
+        windows = {**dict.fromkeys(SPLITS, horizon), YEAR_HOLDOUT: pd.Timedelta(days=CLV_DAYS)}
+        immature = [
+            split
+            for split, window in windows.items()
+            if split in snapshots.index and snapshots.loc[split, "max"] + window > pd.Timestamp(files.through)
+        ]
+        part.check("labels_matured", f"{', '.join(immature)} labels reach past {files.through}" if immature else None)
         ordered = [split for split in SPLITS if split in snapshots.index]
         overlaps = [
             f"{earlier} labels overlap {later}"
