@@ -220,8 +220,9 @@ def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:
             kinds={"python", "parquet"},
             deps=HISTORY_DEPS,
             check_specs=[check.spec("training_set") for check in TRAINING_SET_CHECKS],
-            description="Feature snapshots with labels (any order within the tenant's horizon) for train, "
-            "validation and holdout days before the cutoff, built from the lake as it stood at the cutoff.",
+            description="Feature snapshots with every target's labels for train, validation and holdout days "
+            "before the cutoff, the year holdout (365-day labels) and the cutoff itself (the value model's "
+            "baseline), built from the lake as it stood at the cutoff.",
         )(training_set),
         dg.asset(
             **partitions.asset(GROUP),

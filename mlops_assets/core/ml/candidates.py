@@ -24,7 +24,7 @@ from mlops_assets.core.ml.promotion import (
     staging_decision,
 )
 from mlops_assets.core.ml.tracking import PRODUCTION, STAGING, ModelRegistry, model_name
-from mlops_assets.core.ml.training_data import TrainingSet, holdout_sample
+from mlops_assets.core.ml.training_data import TrainingSet, holdout_sample, placeholder_sample
 from mlops_assets.core.ml.value_model import fit_value_model, quality_metrics, quality_tags, value_model_digest
 
 
@@ -293,7 +293,7 @@ def set_production(
     target = registry.version(tenant_id, version)
     current = registry.alias_version(tenant_id, PRODUCTION)
     current_version = current.version if current else None
-    sample = sample if sample is not None else pd.DataFrame([dict.fromkeys(FEATURES, 0.0)])
+    sample = sample if sample is not None else placeholder_sample()
     report, problems = check_serving(registry, tenant_id, target.version, sample, policy or PromotionPolicy())
     record = functools.partial(
         PromotionLog(warehouse_url).record, tenant_id, model_name(tenant_id), PRODUCTION, target.version,

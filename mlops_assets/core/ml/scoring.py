@@ -260,7 +260,8 @@ def batch_summary(predictions: pd.DataFrame) -> dict:
         "mean_probability": float(probabilities.mean()) if len(probabilities) else 0.0,
         "band_counts": {band: int(bands.get(band, 0)) for band in ("high", "medium", "low")},
         "histogram": counts.tolist(),
-        **card,
+        # target_quality belongs in prediction_batches.targets, the warehouse's part of issue 16
+        **{key: value for key, value in card.items() if key != "target_quality"},
     }
 
 

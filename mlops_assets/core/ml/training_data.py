@@ -146,11 +146,17 @@ def build_training_set(
 def holdout_sample(training_frame: pd.DataFrame) -> pd.DataFrame:
     """The rows a model version is judged and serving-checked on: its training set's holdout snapshot.
 
-    Without a holdout, every row of the set; for an empty set one row of zeros, so serving checks still run.
+    Without a holdout, every row of the set; for an empty set `placeholder_sample`, so serving checks still run.
     """
     holdout = training_frame.loc[training_frame["split"] == "holdout"]
     sample = holdout if len(holdout) else training_frame
-    return sample.reset_index(drop=True) if len(sample) else pd.DataFrame([dict.fromkeys(FEATURES, 0.0)])
+    return sample.reset_index(drop=True) if len(sample) else placeholder_sample()
+
+
+def placeholder_sample() -> pd.DataFrame:
+    """The least a snapshot can hold, for serving checks without real rows: a customer whose one order
+    (of zero) is today. A row of all zeros would be a customer without orders, whom no model need serve."""
+    return pd.DataFrame([{**dict.fromkeys(FEATURES, 0.0), "frequency": 1.0}])
 
 
 def stored_holdout_sample(root, tenant_id: str, cutoff: str | date | None) -> pd.DataFrame | None:
