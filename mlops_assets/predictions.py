@@ -18,8 +18,9 @@ from mlops_assets.resources import ModelPolicyResource, ModelRegistryResource
 
 CHECKS = [
     Check("row_count_matches_snapshot", "One row per customer of the day's feature snapshot", blocking=True),
-    Check("probabilities_in_range", "Every probability in [0, 1]", blocking=True),
-    Check("no_nan", "No NaN probability", blocking=True),
+    Check("probabilities_in_range", "Every repurchase and churn probability in [0, 1]", blocking=True),
+    Check("no_nan", "No NaN probability, expected orders, revenue or CLV", blocking=True),
+    Check("amounts_in_range", "Expected orders, revenue and CLV finite and >= 0", blocking=True),
     Check("model_recorded", "Every row names the model version that scored it", blocking=True),
 ]
 
@@ -66,6 +67,9 @@ def predictions(
                 "model_kind": model.kind,
                 "feature_version": digest,
                 **{f"risk_{band}": int((frame["risk_band"] == band).sum()) for band in ("high", "medium", "low")},
+                **{f"tier_{tier}": int((frame["spend_tier"] == tier).sum()) for tier in ("high", "medium", "low")},
+                "expected_revenue_total": float(frame["expected_revenue"].sum()),
+                "clv_365d_total": float(frame["clv_365d"].sum()),
             }
         )
         part.log(f"{part.tenant_id} {part.day}: {len(frame)} customers, model v{model.version}")
@@ -84,7 +88,9 @@ def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:
             # The production alias may point at a model trained at any cutoff of the same tenant.
             deps=[dg.AssetDep("production_model", partition_mapping=SAME_TENANT_ANY_DAY)],
             check_specs=[check.spec("predictions") for check in CHECKS],
-            description="Per customer: probability of ordering again within the tenant's horizon, churn-risk band, "
-            "rank, percentile and top reasons, from the `production` model; one warehouse partition per tenant-day.",
+            description="Per customer: probability of ordering again within the tenant's horizon, rank, percentile "
+            "and top reasons; expected orders and revenue in the horizon, CLV over 365 days, churn probability and "
+            "its risk band, the next order's date and the spend tier; all from the `production` model version. "
+            "One warehouse partition per tenant-day.",
         )(predictions)
     ]

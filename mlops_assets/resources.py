@@ -102,8 +102,8 @@ class ModelPolicyResource(dg.ConfigurableResource, PromotionPolicy):
     min_holdout_customers: int = ColdStartThresholds.min_holdout_customers
     min_train_positives: int = ColdStartThresholds.min_train_positives
     min_holdout_positives: int = ColdStartThresholds.min_holdout_positives
-    high_risk_below: float = RiskBands.high_below
-    medium_risk_below: float = RiskBands.medium_below
+    high_churn_from: float = RiskBands.high_from
+    medium_churn_from: float = RiskBands.medium_from
 
     def plan(self, cutoff, horizon_days: int) -> TrainingPlan:
         return TrainingPlan(cutoff, horizon_days, self.train_snapshots, self.step_days)
@@ -118,7 +118,7 @@ class ModelPolicyResource(dg.ConfigurableResource, PromotionPolicy):
         return policy.after_drift() if after_drift else policy
 
     def bands(self) -> RiskBands:
-        return RiskBands(self.high_risk_below, self.medium_risk_below)
+        return RiskBands(self.high_churn_from, self.medium_churn_from)
 
 
 class MonitoringPolicyResource(dg.ConfigurableResource, MonitoringThresholds):

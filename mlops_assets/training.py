@@ -12,7 +12,8 @@ import pandas as pd
 from mlops_assets.batching import Batch, Check, Partition
 from mlops_assets.core.lake.files import partition_path
 from mlops_assets.core.lake.history import history_files, read_orders
-from mlops_assets.core.ml.training_data import SPLITS, TrainingSet, build_training_set
+from mlops_assets.core.ml.clv import CLV_DAYS
+from mlops_assets.core.ml.training_data import SPLITS, YEAR_HOLDOUT, TrainingSet, build_training_set
 from mlops_assets.core.monitoring.events import OperatorEvent
 from mlops_assets.core.tenants.registry import Tenant
 from mlops_assets.ingestion import HISTORY_DEPS
@@ -62,8 +63,13 @@ def training_set(
         built = build_training_set(read_orders(files), plan, tenant.timezone, files.through, policy.thresholds())
         snapshots = built.frame.groupby("split")["snapshot"].agg(["min", "max"])
         horizon = pd.Timedelta(days=plan.horizon_days)
-        immature = len(built.frame) and built.frame["snapshot"].max() + horizon > pd.Timestamp(files.through)
-        part.check("labels_matured", f"labels reach past {files.through}" if immature else None)
+        windows = {**dict.fromkeys(SPLITS, horizon), YEAR_HOLDOUT: pd.Timedelta(days=CLV_DAYS)}
+        immature = [
+            split
+            for split, window in windows.items()
+            if split in snapshots.index and snapshots.loc[split, "max"] + window > pd.Timestamp(files.through)
+        ]
+        part.check("labels_matured", f"{', '.join(immature)} labels reach past {files.through}" if immature else None)
         ordered = [split for split in SPLITS if split in snapshots.index]
         overlaps = [
             f"{earlier} labels overlap {later}"
@@ -214,8 +220,9 @@ def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:
             kinds={"python", "parquet"},
             deps=HISTORY_DEPS,
             check_specs=[check.spec("training_set") for check in TRAINING_SET_CHECKS],
-            description="Feature snapshots with labels (any order within the tenant's horizon) for train, "
-            "validation and holdout days before the cutoff, built from the lake as it stood at the cutoff.",
+            description="Feature snapshots with every target's labels for train, validation and holdout days "
+            "before the cutoff, the year holdout (365-day labels) and the cutoff itself (the value model's "
+            "baseline), built from the lake as it stood at the cutoff.",
         )(training_set),
         dg.asset(
             **partitions.asset(GROUP),

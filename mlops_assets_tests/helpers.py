@@ -45,6 +45,7 @@ STAGE_CHECKS = {
         "row_count_matches_snapshot": True,
         "probabilities_in_range": True,
         "no_nan": True,
+        "amounts_in_range": True,
         "model_recorded": True,
     },
     "drift_report": {"feature_drift": False, "prediction_drift": False},

@@ -131,7 +131,8 @@ def refused_when_broken(settings, good_version: str, stored):
         failed = mlops("predict", "--from", LAST.isoformat(), "--to", LAST.isoformat())
         output = " ".join(failed.output.split())
         assert failed.exit_code == 2 and "tenant acme is blocked:" in output, output
-        assert f"predictions {LAST}|acme blocked by gate no_nan:" in output and "NaN probabilities" in output
+        assert f"predictions {LAST}|acme blocked by gate no_nan:" in output
+        assert "NaN in repurchase_probability" in output
         kept = read_partition(settings.warehouse_url, "acme", LAST)
         assert kept.equals(stored), "the failed run left the previous predictions exactly as they were"
     finally:

@@ -24,7 +24,8 @@ from mlops_assets.core.ml.promotion import (
     staging_decision,
 )
 from mlops_assets.core.ml.tracking import PRODUCTION, STAGING, ModelRegistry, model_name
-from mlops_assets.core.ml.training_data import TrainingSet, holdout_sample
+from mlops_assets.core.ml.training_data import TrainingSet, holdout_sample, placeholder_sample
+from mlops_assets.core.ml.value_model import fit_value_model, quality_metrics, quality_tags, value_model_digest
 
 
 @dataclass
@@ -105,6 +106,8 @@ def train_candidate(
         )
     if kind == "lightgbm":
         figures["feature_importance"] = importance_figure(model, f"{tenant_id}: feature importance (gain)")
+    value = fit_value_model(built, kind, probabilities)
+    metrics.update(quality_metrics(value.quality))
     summary = built.summary()
     metrics.update({k: float(v) for k, v in summary.items()})
     params = {
@@ -134,12 +137,18 @@ def train_candidate(
         kind=kind,
         params=params,
         metrics=metrics,
-        tags={**tags, "cold_start_reasons": "; ".join(built.cold_start_reasons) or "none"},
+        tags={
+            **tags,
+            **quality_tags(value.quality),
+            "cold_start_reasons": "; ".join(built.cold_start_reasons) or "none",
+            "value_model_digest": value_model_digest(value),
+        },
         training_frame=built.frame,
         training_source=training_source,
         data_digest=data_digest,
         holdout_predictions=probabilities,
         figures=figures,
+        value_model=value,
     )
     _close(figures)
     return CandidateCard(
@@ -191,7 +200,8 @@ class PromotionOutcome:
 def check_serving(
     registry: ModelRegistry, tenant_id: str, version: str, sample: pd.DataFrame, policy: PromotionPolicy
 ) -> tuple[dict, list[str]]:
-    report = serving_report(registry.load(tenant_id, version), sample)
+    value_model = registry.value_model(registry.version(tenant_id, version).run_id)
+    report = serving_report(registry.load(tenant_id, version), sample, value_model=value_model)
     return report, serving_problems(report, policy)
 
 
@@ -283,7 +293,7 @@ def set_production(
     target = registry.version(tenant_id, version)
     current = registry.alias_version(tenant_id, PRODUCTION)
     current_version = current.version if current else None
-    sample = sample if sample is not None else pd.DataFrame([dict.fromkeys(FEATURES, 0.0)])
+    sample = sample if sample is not None else placeholder_sample()
     report, problems = check_serving(registry, tenant_id, target.version, sample, policy or PromotionPolicy())
     record = functools.partial(
         PromotionLog(warehouse_url).record, tenant_id, model_name(tenant_id), PRODUCTION, target.version,

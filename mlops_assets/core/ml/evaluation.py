@@ -44,8 +44,9 @@ def probability_metrics(labels, probabilities) -> dict[str, float]:
 
 
 def reliability_by_decile(labels, probabilities) -> pd.DataFrame:
-    """Mean predicted against observed share per decile of the predictions (ties share a decile)."""
-    frame = pd.DataFrame({"label": _binary(labels), "predicted": np.asarray(probabilities, float)})
+    """Mean predicted against mean observed per decile of the predictions (ties share a decile): the
+    observed share for a yes/no label, the observed mean for an amount."""
+    frame = pd.DataFrame({"label": np.asarray(labels, float), "predicted": np.asarray(probabilities, float)})
     frame["decile"] = np.minimum((frame["predicted"].rank(method="min", pct=True) * 10).astype(int), 9) + 1
     return (
         frame.groupby("decile")

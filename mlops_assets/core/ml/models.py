@@ -47,12 +47,16 @@ class FittedModel:
         return self.booster.predict(features[FEATURES].to_numpy(float), num_iteration=self.best_iteration)
 
 
-def fit_lightgbm(train: pd.DataFrame, valid: pd.DataFrame, params: dict | None = None) -> FittedModel:
+def fit_lightgbm(
+    train: pd.DataFrame, valid: pd.DataFrame, params: dict | None = None, label: str = "label"
+) -> FittedModel:
+    """Early stopping on `valid`; `params` override the defaults (the value model's objectives), `label`
+    names the column to learn."""
     params = {**DEFAULT_PARAMS, "num_threads": 1 if len(train) < SINGLE_THREAD_ROWS else 0, **(params or {})}
     train_set = lgb.Dataset(
-        train[FEATURES].to_numpy(float), train["label"].to_numpy(), feature_name=FEATURES, free_raw_data=False
+        train[FEATURES].to_numpy(float), train[label].to_numpy(float), feature_name=FEATURES, free_raw_data=False
     )
-    valid_set = lgb.Dataset(valid[FEATURES].to_numpy(float), valid["label"].to_numpy(), reference=train_set)
+    valid_set = lgb.Dataset(valid[FEATURES].to_numpy(float), valid[label].to_numpy(float), reference=train_set)
     booster = lgb.train(
         params,
         train_set,

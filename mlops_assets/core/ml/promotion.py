@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import tracemalloc
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import ClassVar
 
 import numpy as np
@@ -20,8 +20,11 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_assets.core.ml.features import FEATURES
+from mlops_assets.core.ml.value_model import VALUE_NUMBERS
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.warehouse.engine import engine_for, promotions_table
+
+VALUE_FINITE = "value_finite_"
 
 
 class PromotionPolicy(BaseModel):
@@ -99,9 +102,14 @@ def staging_decision(
 
 
 def serving_report(
-    model, features: pd.DataFrame, expected_columns: list[str] | None = None, single_row_calls: int = 200
+    model,
+    features: pd.DataFrame,
+    expected_columns: list[str] | None = None,
+    single_row_calls: int = 200,
+    value_model=None,
 ) -> dict[str, float | bool]:
-    """Latency, memory and output sanity of a loaded pyfunc model on real feature rows."""
+    """Latency, memory and output sanity of a loaded pyfunc model on real feature rows; with the version's
+    customer value model, whether each of its targets is finite on the same batch."""
     rows = features[FEATURES].reset_index(drop=True)
     latencies = []
     for i in range(single_row_calls):
@@ -118,7 +126,12 @@ def serving_report(
     tracemalloc.stop()
     schema = model.metadata.get_input_schema() if hasattr(model, "metadata") else None
     columns = schema.input_names() if schema is not None else list(rows.columns)
+    values = {}
+    if value_model is not None:
+        predicted = value_model.predict(batch, date.today())  # the day only moves the next-order date
+        values = {f"{VALUE_FINITE}{name}": bool(np.isfinite(predicted[name]).all()) for name in VALUE_NUMBERS}
     return {
+        **values,
         "single_row_p50_ms": float(np.percentile(latencies, 50)),
         "single_row_p99_ms": float(np.percentile(latencies, 99)),
         "batch_10k_ms": batch_ms,
@@ -140,6 +153,9 @@ def serving_problems(report: dict, policy: PromotionPolicy) -> list[str]:
     for flag in ("no_nan", "probabilities_in_range", "schema_matches"):
         if not report[flag]:
             problems.append(f"{flag} is false")
+    for key, finite in report.items():
+        if key.startswith(VALUE_FINITE) and not finite:
+            problems.append(f"the value model predicts non-finite {key.removeprefix(VALUE_FINITE)} on the sample")
     return problems
 
 

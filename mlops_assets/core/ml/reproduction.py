@@ -2,7 +2,8 @@
 
 The training set is rebuilt from the lake files the run read (through its logged `data_through`),
 the model refitted with the logged parameters, and the holdout predictions compared bit for bit
-with those logged at training time. Anything that differs is named: data digest, code commit,
+with those logged at training time, and the customer value model (every other target) refitted and
+compared by its digest. Anything that differs is named: data digest, code commit,
 package versions, parameters.
 """
 
@@ -18,6 +19,7 @@ from mlops_assets.core.lake.history import history_files, read_orders
 from mlops_assets.core.ml.candidates import fit_model
 from mlops_assets.core.ml.tracking import ModelRegistry, code_version, package_versions, predictions_digest
 from mlops_assets.core.ml.training_data import TrainingPlan, build_training_set
+from mlops_assets.core.ml.value_model import fit_value_model, value_model_digest
 
 
 @dataclass
@@ -79,4 +81,9 @@ def reproduce(registry: ModelRegistry, root: UPath, tenant_id: str, version: str
     identical = rebuilt == logged
     if not identical:
         differences.insert(0, f"holdout predictions differ: logged {logged}, rebuilt {rebuilt}")
+    logged_value = tags.get("value_model_digest")  # absent on versions registered before the targets
+    rebuilt_value = value_model_digest(fit_value_model(built, kind, probabilities))
+    if logged_value is not None and rebuilt_value != logged_value:
+        identical = False
+        differences.insert(0, f"value model differs: logged {logged_value}, rebuilt {rebuilt_value}")
     return ReproduceReport(tenant_id, str(version), identical, logged, rebuilt, differences)

@@ -1,9 +1,11 @@
 """Daily batch scores: the tenant's production model applied to a customer feature snapshot.
 
 Each row carries what the dashboard and the API need without touching MLflow: the probability of
-an order within the tenant's horizon, a churn-risk band, rank and percentile, the three features
-that moved the score most (LightGBM's per-feature contributions), and the lineage of the score
-(model name and version, the snapshot's data digest, the Dagster run).
+an order within the tenant's horizon, rank and percentile, the three features that moved the score
+most (LightGBM's per-feature contributions), every customer value target of the same version
+(expected orders and revenue in the horizon, CLV over 365 days, churn probability, the next order's
+date, the spend tier) with the churn-risk band, and the lineage of the score (model name and
+version, the snapshot's data digest, the Dagster run).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.ml.features import FEATURES
+from mlops_assets.core.ml.targets import spend_tiers
+from mlops_assets.core.ml.value_model import VALUE_COLUMNS, VALUE_NUMBERS, ValueModel, predates_quality
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.warehouse.engine import PREDICTION_COLUMNS
 
@@ -28,6 +32,9 @@ if TYPE_CHECKING:  # MLflow loads only when a model does, never when the code lo
 HISTOGRAM_BINS = 20
 MODEL_CARD = "model_card"
 TOP_REASONS = 3
+# The frame's columns: the warehouse's, and the targets of issue 16 until its migration adds them.
+SCORED_COLUMNS = [*PREDICTION_COLUMNS, *(c for c in [*VALUE_COLUMNS, "spend_tier"] if c not in PREDICTION_COLUMNS)]
+AMOUNTS = ("expected_orders", "expected_revenue", "clv_365d")
 
 
 class NoProductionModel(LookupError):
@@ -36,25 +43,27 @@ class NoProductionModel(LookupError):
 
 @dataclass(frozen=True)
 class RiskBands:
-    """Churn risk from the probability of ordering again within the horizon.
+    """Churn risk from `churn_probability` (no order in the next 365 days).
 
     Absolute thresholds (not quantiles), so the band counts move when customers' behaviour does:
-    `high` below 10%, `medium` below 30%, `low` from 30% up. Settable per deployment.
+    `high` from 70%, `medium` from 40%, `low` below. Settable per deployment. The band used to come
+    from the probability of ordering within the horizon, which called most of a shop "high risk"
+    (59% on the demo) because a short horizon is missed by loyal customers too.
     """
 
-    high_below: float = 0.10
-    medium_below: float = 0.30
+    high_from: float = 0.7
+    medium_from: float = 0.4
 
     def __post_init__(self):
-        if not 0 < self.high_below < self.medium_below < 1:
+        if not 0 < self.medium_from < self.high_from < 1:
             raise ValueError(
-                f"risk bands need 0 < high_below ({self.high_below}) < medium_below ({self.medium_below}) < 1"
+                f"risk bands need 0 < medium_from ({self.medium_from}) < high_from ({self.high_from}) < 1 "
+                "(fix: the policy's medium_churn_from and high_churn_from)"
             )
 
-    def of(self, probabilities: np.ndarray) -> np.ndarray:
-        return np.where(
-            probabilities < self.high_below, "high", np.where(probabilities < self.medium_below, "medium", "low")
-        )
+    def of(self, churn_probabilities: np.ndarray) -> np.ndarray:
+        churn = np.asarray(churn_probabilities, float)
+        return np.where(churn >= self.high_from, "high", np.where(churn >= self.medium_from, "medium", "low"))
 
 
 @dataclass
@@ -69,6 +78,13 @@ class ServedModel:
     cutoff: str | None
     predict: Callable[[pd.DataFrame], np.ndarray]
     contributions: Callable[[pd.DataFrame], np.ndarray] | None = field(default=None, repr=False)
+    horizon_days: int = 30
+    value: ValueModel | None = field(default=None, repr=False)  # None: registered before the targets
+
+    def values(self, features: pd.DataFrame, day: date) -> pd.DataFrame:
+        """Every value target; a version without a value model gets the day's own baseline, flagged."""
+        model = self.value or ValueModel.fitted_at_scoring(features, self.horizon_days)
+        return model.predict(features, day)
 
     def card(self) -> dict:
         keep = ("holdout_auc", "baseline_auc", "holdout_pr_auc", "holdout_brier", "holdout_lift_top_decile")
@@ -77,6 +93,7 @@ class ServedModel:
             "model_version": self.version,
             "model_kind": self.kind,
             "model_metrics": {k: self.metrics[k] for k in keep if np.isfinite(self.metrics.get(k, np.nan))},
+            "target_quality": self.value.quality if self.value else predates_quality(),
         }
 
 
@@ -129,7 +146,12 @@ def _load(registry: ModelRegistry, tenant_id: str, current) -> ServedModel:
     cutoff = current.tags.get("cutoff")
     pyfunc = registry.load(tenant_id, current.version)
     kind = current.tags.get("model_kind", "lightgbm")
-    metrics = dict(registry.run(current.run_id).data.metrics)
+    run = registry.run(current.run_id)
+    metrics = dict(run.data.metrics)
+    targets = {
+        "horizon_days": int(run.data.params.get("plan_horizon_days", 30)),
+        "value": registry.value_model(current.run_id),
+    }
     if kind == "lightgbm":
         booster = pyfunc.get_raw_model()
 
@@ -140,7 +162,7 @@ def _load(registry: ModelRegistry, tenant_id: str, current) -> ServedModel:
             return booster.predict(features[FEATURES].to_numpy(float), pred_contrib=True)[:, : len(FEATURES)]
 
         return ServedModel(
-            tenant_id, model_name(tenant_id), current.version, kind, metrics, cutoff, predict, contributions
+            tenant_id, model_name(tenant_id), current.version, kind, metrics, cutoff, predict, contributions, **targets
         )
     baseline = pyfunc.unwrap_python_model().baseline
     explain = _linear_contributions(baseline) if baseline.kind == "recency_frequency" else None
@@ -153,6 +175,7 @@ def _load(registry: ModelRegistry, tenant_id: str, current) -> ServedModel:
         cutoff,
         lambda features: np.asarray(pyfunc.predict(features[FEATURES]), float),
         explain,
+        **targets,
     )
 
 
@@ -181,7 +204,7 @@ def score_snapshot(
     created_at: datetime,
     bands: RiskBands | None = None,
 ) -> pd.DataFrame:
-    """One row per customer of the snapshot, ranked (1 = most likely to order again)."""
+    """One row per customer of the snapshot, ranked (1 = most likely to order again), with every target."""
     bands = bands or RiskBands()
     customers = features["customer_id"].astype(str).to_numpy()
     probabilities = np.asarray(model.predict(features), float) if len(features) else np.array([])
@@ -190,13 +213,18 @@ def score_snapshot(
     rank[order] = np.arange(1, len(order) + 1)
     percentile = pd.Series(probabilities).rank(pct=True, method="max").to_numpy() * 100
     contributions = model.contributions(features) if model.contributions and len(features) else None
+    values = model.values(features, as_of)
+    next_order = values["expected_next_order_date"]
     scored = pd.DataFrame(
         {
             "tenant_id": validate_tenant_id(model.tenant_id),
             "customer_id": customers,
             "as_of_date": as_of,
             "repurchase_probability": probabilities,
-            "risk_band": bands.of(probabilities),
+            **{name: values[name].to_numpy(float) for name in VALUE_NUMBERS},
+            "expected_next_order_date": next_order.dt.date.where(next_order.notna(), None).to_numpy(object),
+            "spend_tier": spend_tiers(values["clv_365d"]).astype(object).to_numpy(),
+            "risk_band": bands.of(values["churn_probability"]),
             "rank": rank,
             "percentile": percentile.round(3),
             "model_name": model.name,
@@ -206,7 +234,7 @@ def score_snapshot(
             "created_at": created_at,
             "top_reasons": top_reasons(contributions, features),
         },
-        columns=PREDICTION_COLUMNS,
+        columns=SCORED_COLUMNS,
     )
     scored.attrs[MODEL_CARD] = model.card()
     return scored
@@ -271,16 +299,21 @@ def _json_safe(value):
 def prediction_problems(predictions: pd.DataFrame, expected_customers: int) -> dict[str, str]:
     """The predictions gates, by check name; an empty dict means every gate passed."""
     problems = {}
-    probabilities = predictions["repurchase_probability"].to_numpy(float)
+    probabilities = predictions[["repurchase_probability", "churn_probability"]]
+    amounts = predictions[list(AMOUNTS)]
     if len(predictions) != expected_customers or predictions["customer_id"].duplicated().any():
         problems["row_count_matches_snapshot"] = (
             f"{len(predictions)} rows ({predictions['customer_id'].nunique()} customers) for "
             f"{expected_customers} customers in the snapshot"
         )
-    if np.isnan(probabilities).any():
-        problems["no_nan"] = f"{int(np.isnan(probabilities).sum())} NaN probabilities"
-    if ((probabilities < 0) | (probabilities > 1)).any():
-        problems["probabilities_in_range"] = "probabilities outside [0, 1]"
+    missing = pd.concat([probabilities, amounts], axis=1).isna().sum()
+    if missing.any():
+        problems["no_nan"] = ", ".join(f"{n} NaN in {column}" for column, n in missing.items() if n)
+    if ((probabilities < 0) | (probabilities > 1)).any().any():
+        problems["probabilities_in_range"] = "repurchase or churn probabilities outside [0, 1]"
+    broken = (~np.isfinite(amounts.fillna(0.0)) | (amounts < 0)).sum()
+    if broken.any():
+        problems["amounts_in_range"] = ", ".join(f"{n} infinite or negative {c}" for c, n in broken.items() if n)
     if predictions["model_version"].isna().any() or (predictions["model_version"] == "").any():
         problems["model_recorded"] = "rows without a model version"
     return problems

@@ -3,7 +3,8 @@
 One experiment and one registered model per tenant (`repurchase-<tenant>`); aliases `staging` and
 `production` replace the deprecated stages. A LightGBM candidate is logged in the lightgbm flavor;
 a cold-start fallback is the recency/frequency baseline logged as a pyfunc, tagged `fallback=true`.
-Both load as pyfunc, so serving does not care which one it got.
+Both load as pyfunc, so serving does not care which one it got. The customer value model (every
+other target) is artifacts of the same run, so one version moves every target together.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ import pandas as pd
 
 from mlops_assets.core.ml.baselines import BaselineModel
 from mlops_assets.core.ml.features import FEATURES
+from mlops_assets.core.ml.value_model import ValueModel
 from mlops_assets.core.tenants.ids import validate_tenant_id
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# A progress bar per artifact download (the value model is one per tenant and run) would flood the run logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 STAGING, PRODUCTION = "staging", "production"
+VALUE_MODEL_DIR, VALUE_DOCUMENT = "value_model", "value_model.json"
 
 
 def model_name(tenant_id: str) -> str:
@@ -165,8 +170,11 @@ class ModelRegistry:
         data_digest: str,
         holdout_predictions: np.ndarray,
         figures: dict[str, Any],
+        value_model: ValueModel,
     ) -> LoggedCandidate:
-        """One MLflow run: params, metrics, plots, data version, code version; then a registered version."""
+        """One MLflow run: params, metrics, plots, data version, code version, the customer value model
+        (`value_model/`: its JSON document, every target's quality, a model string per learned target);
+        then a registered version."""
         mlflow = self._activate()
         from mlflow.models import infer_signature
 
@@ -200,6 +208,10 @@ class ModelRegistry:
                 path = Path(tmp) / "holdout_predictions.npy"
                 np.save(path, np.asarray(holdout_predictions, dtype="<f8"))
                 mlflow.log_artifact(str(path))
+            mlflow.log_dict(value_model.document(), f"{VALUE_MODEL_DIR}/{VALUE_DOCUMENT}")
+            mlflow.log_dict(value_model.quality, f"{VALUE_MODEL_DIR}/target_quality.json")
+            for target, text in value_model.model_strings().items():
+                mlflow.log_text(text, f"{VALUE_MODEL_DIR}/{target}.txt")
             if kind == "lightgbm":
                 logged = mlflow.lightgbm.log_model(
                     model.booster, name="model", signature=signature, pip_requirements=pip_requirements()
@@ -258,6 +270,16 @@ class ModelRegistry:
 
     def run(self, run_id: str):
         return self.client.get_run(run_id)
+
+    def value_model(self, run_id: str) -> ValueModel | None:
+        """The run's customer value model; None for versions registered before it existed."""
+        if not self.client.list_artifacts(run_id, VALUE_MODEL_DIR):
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(self.client.download_artifacts(run_id, VALUE_MODEL_DIR, tmp))
+            document = json.loads((folder / VALUE_DOCUMENT).read_text())
+            boosters = {name: (folder / f"{name}.txt").read_text() for name in document["learned"]}
+        return ValueModel.from_document(document, boosters)
 
     def holdout_predictions(self, run_id: str) -> np.ndarray:
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,12 @@ For a training cutoff c and horizon H: the holdout is the snapshot at c - H (the
 have matured by c), validation is the snapshot at c - 2H, and training uses snapshots every
 `step_days` from c - 3H back. Every label window ends on or before the next split's snapshot day,
 so no row of an earlier split sees the period a later split is judged on.
+
+Two more snapshots serve the customer value model (`value_model.py`) and are never fitted on:
+`year_holdout` at c - 365, the latest whose 365-day labels (churn, CLV) have matured, when the
+history reaches that far; and `cutoff` at c itself, unlabelled, the snapshot the served BG/NBD +
+Gamma-Gamma baseline is fitted on. Every row carries every target's label (`targets.target_labels`
+observed through c: NaN while a window is open); `label` stays the repurchase label.
 """
 
 from __future__ import annotations
@@ -14,9 +20,13 @@ from datetime import date, timedelta
 import pandas as pd
 
 from mlops_assets.core.lake.files import partition_path, read_frame
-from mlops_assets.core.ml.features import FEATURES, feature_snapshot, labels
+from mlops_assets.core.ml.clv import CLV_DAYS
+from mlops_assets.core.ml.features import FEATURES, feature_snapshot
+from mlops_assets.core.ml.targets import LABELS, target_labels
 
 SPLITS = ("train", "valid", "holdout")
+# Snapshots only the customer value model reads: judged on (365-day labels) or fitted at (the cutoff).
+YEAR_HOLDOUT, CUTOFF = "year_holdout", "cutoff"
 # The lake asset that keeps each cutoff's training set (the `training_set` asset's files).
 TRAINING_SET = "training_set"
 
@@ -42,11 +52,17 @@ class TrainingPlan:
         last = self.valid_day - timedelta(days=self.horizon_days)
         return [last - timedelta(days=self.step_days * k) for k in range(self.train_snapshots - 1, -1, -1)]
 
+    @property
+    def year_holdout_day(self) -> date:
+        return self.cutoff - timedelta(days=CLV_DAYS)
+
     def snapshots(self) -> list[tuple[date, str]]:
-        return [(day, "train") for day in self.train_days()] + [
+        """Every snapshot in time order (the year holdout may fall among the training days)."""
+        labelled = [(day, "train") for day in self.train_days()] + [
             (self.valid_day, "valid"),
             (self.holdout_day, "holdout"),
         ]
+        return sorted([*labelled, (self.year_holdout_day, YEAR_HOLDOUT)]) + [(self.cutoff, CUTOFF)]
 
     def as_params(self) -> dict[str, str]:
         return {f"plan_{k}": str(v) for k, v in asdict(self).items()}
@@ -85,7 +101,7 @@ def build_training_set(
     data_through: date | None,
     thresholds: ColdStartThresholds | None = None,
 ) -> TrainingSet:
-    """Feature snapshots with matured labels; says why when there is too little to train on."""
+    """Feature snapshots with every target's labels; says why when there is too little to train on."""
     thresholds = thresholds or ColdStartThresholds()
     if data_through is None or plan.cutoff > data_through:
         raise ValueError(
@@ -99,12 +115,13 @@ def build_training_set(
         if day < first_day + timedelta(days=plan.min_tenure_days):
             continue
         snapshot = feature_snapshot(history, day, timezone, plan.horizon_days)
-        positive = labels(history, day, timezone, plan.horizon_days)
-        snapshot["label"] = snapshot["customer_id"].isin(positive.index).astype("int8")
+        found = target_labels(history, snapshot["customer_id"], day, timezone, plan.horizon_days, plan.cutoff)
+        snapshot[LABELS] = found[LABELS].to_numpy("float32")  # float32: a tenth of the frame, not a fifth
+        snapshot["label"] = snapshot["repurchased"].astype("float64")
         snapshot.insert(0, "split", split)
         snapshot.insert(0, "snapshot", pd.Timestamp(day))
         parts.append(snapshot)
-    columns = ["snapshot", "split", "customer_id", *FEATURES, "label"]
+    columns = ["snapshot", "split", "customer_id", *FEATURES, "label", *LABELS]
     frame = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
     training = TrainingSet(frame, plan)
     counts = training.summary()
@@ -129,11 +146,17 @@ def build_training_set(
 def holdout_sample(training_frame: pd.DataFrame) -> pd.DataFrame:
     """The rows a model version is judged and serving-checked on: its training set's holdout snapshot.
 
-    Without a holdout, every row of the set; for an empty set one row of zeros, so serving checks still run.
+    Without a holdout, every row of the set; for an empty set `placeholder_sample`, so serving checks still run.
     """
     holdout = training_frame.loc[training_frame["split"] == "holdout"]
     sample = holdout if len(holdout) else training_frame
-    return sample.reset_index(drop=True) if len(sample) else pd.DataFrame([dict.fromkeys(FEATURES, 0.0)])
+    return sample.reset_index(drop=True) if len(sample) else placeholder_sample()
+
+
+def placeholder_sample() -> pd.DataFrame:
+    """The least a snapshot can hold, for serving checks without real rows: a customer whose one order
+    (of zero) is today. A row of all zeros would be a customer without orders, whom no model need serve."""
+    return pd.DataFrame([{**dict.fromkeys(FEATURES, 0.0), "frequency": 1.0}])
 
 
 def stored_holdout_sample(root, tenant_id: str, cutoff: str | date | None) -> pd.DataFrame | None:

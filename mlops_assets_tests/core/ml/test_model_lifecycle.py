@@ -56,7 +56,7 @@ def train(world, *, shuffle_labels=False, cold_start=None):
     built = TrainingSet(built.frame.copy(), built.plan, [cold_start] if cold_start else [])
     if shuffle_labels:
         rng = np.random.default_rng(0)
-        train_rows = built.frame["split"] != "holdout"
+        train_rows = built.frame["split"].isin(["train", "valid"])
         built.frame.loc[train_rows, "label"] = rng.permutation(built.frame.loc[train_rows, "label"].to_numpy())
     card = train_candidate(
         world["registry"],
@@ -107,7 +107,13 @@ def test_a_training_run_is_fully_tracked(world):
     assert tags["git_dirty"] in ("true", "false", "unknown") and tags["version_lightgbm"].startswith("4.")
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == f"training_set-{TENANT}"
     artifacts = {a.path for a in world["registry"].client.list_artifacts(card.run_id)}
-    assert {"features.json", "plots", "holdout_predictions.npy"} <= artifacts
+    assert {"features.json", "plots", "holdout_predictions.npy", "value_model"} <= artifacts
+    assert {"expected_orders_holdout_normalized_gini", "expected_orders_baseline_normalized_gini",
+            "churn_probability_baseline_auc", "clv_365d_baseline_normalized_gini"} <= set(metrics)  # fmt: skip
+    assert tags["target_expected_revenue_served"] in ("lightgbm", "baseline") and tags["value_model_digest"]
+    value = world["registry"].value_model(card.run_id)
+    served = {name for name, entry in value.quality.items() if entry["served"] == "lightgbm"}
+    assert set(value.learned) == served - {"repurchase_probability"}
     version = world["registry"].version(TENANT, card.version)
     assert version.version == card.version and version.tags["model_kind"] == "lightgbm"
     model = world["registry"].load(TENANT, card.version)
