@@ -293,6 +293,7 @@ class Batch:
         A failure is confined to its partition: an error (an unreadable input among them), or a failed blocking
         check, marks it failed, and a partition whose upstream failed in this run is skipped without calling `step`.
         """
+        # Read here, in the step's own code, not lazily inside the IO manager.
         upstream_keys = self.context.assets_def.asset_deps[self.context.asset_key]
         upstream = upstream_failures(self.context.get_step_execution_context(), upstream_keys)
         return self._partitions(step, upstream)
