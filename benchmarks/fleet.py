@@ -28,6 +28,7 @@ its own databases.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from production import TOKEN_ENV, Deployment, cpu_seconds, peak_rss_mib, start_emulator, start_s3, stop, wait_for_port
+from step_memory import PeakSampler, markdown, step_peaks
 
 HORIZON = 7
 STAGES = ("weekly-dagster", "weekly-bare", "daily-dagster", "daily-bare")
@@ -372,12 +374,22 @@ def measured(name: str, work, *args) -> dict:
     what it returned as `result`."""
     warm_imports()
     profiler = cProfile.Profile() if os.environ.get("FLEET_PROFILE_DIR") else None
-    cpu, wall = cpu_seconds(), time.perf_counter()
-    result = profiler.runcall(work, *args) if profiler else work(*args)
+    sampler = PeakSampler() if os.environ.get("FLEET_STEP_MEMORY") else contextlib.nullcontext()
+    cpu, wall, started = cpu_seconds(), time.perf_counter(), time.time()
+    with sampler:
+        result = profiler.runcall(work, *args) if profiler else work(*args)
     if profiler:
         profiler.dump_stats(Path(os.environ["FLEET_PROFILE_DIR"]) / f"{name}.prof")
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "peak_mib": peak_rss_mib(),
-            "result": result}  # fmt: skip
+    figures = {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "peak_mib": peak_rss_mib(),
+               "result": result}  # fmt: skip
+    if isinstance(sampler, PeakSampler):  # its resets of the high-water mark reset `peak_rss_mib` too
+        figures["peak_mib"] = max(figures["peak_mib"], sampler.peak_mib)
+        if name.endswith("dagster"):
+            import mlops_assets.cli.common as cli
+
+            with cli.instance() as instance:
+                figures["steps"] = step_peaks(instance, started, sampler)
+    return figures
 
 
 def run_stage(stage: str, tenant_ids: list[str], day: date, report: Path) -> None:
@@ -406,6 +418,9 @@ def main() -> None:
     )
     parser.add_argument("--concurrent-runs", type=int, default=1, help="Dagster runs at a time, each its own process")
     parser.add_argument("--tenants-per-run", type=int, default=250)
+    parser.add_argument(
+        "--step-memory", action="store_true", help="sample each Dagster step's peak resident memory (step_memory.py)"
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
     parser.add_argument("--day", help=argparse.SUPPRESS)
@@ -426,6 +441,8 @@ def main() -> None:
     env = deployment.create().env()
     env["FLEET_CONCURRENT_RUNS"] = str(args.concurrent_runs)
     env["MLOPS_TENANTS_PER_RUN"] = str(args.tenants_per_run)
+    if args.step_memory:
+        env["FLEET_STEP_MEMORY"] = "1"
     if args.profile_dir:
         env["FLEET_PROFILE_DIR"] = str(Path(args.profile_dir).resolve())
     try:
@@ -447,7 +464,10 @@ def main() -> None:
                 "--day", str(day), "--report", str(report),
             )  # fmt: skip
             results[stage] = json.loads(report.read_text())
+            steps = results[stage].pop("steps", None)
             print(stage, results[stage], flush=True)
+            if steps:
+                print(markdown(stage, steps), flush=True)
     finally:
         stop(emulator, s3)
     customers = sum(shops.values())

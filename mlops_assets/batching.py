@@ -6,10 +6,16 @@ and takes one result per check and run. `Batch` turns that into one step call pe
 stage modules, and `check_result` is the one shape of a check's result: `partitions_checked`,
 `partitions_failed`, `failed_partitions` (keys to re-run) and `failures` (each with its problem).
 
-A failure of one tenant stays with that tenant (issue 15, `isolation`): `Batch.run` records a failed
+A failure of one tenant stays with that tenant (issue 15, `isolation`): the partition loop records a failed
 partition and skips the partitions whose upstream failed in this run or whose input could not be read;
-the step writes only the healthy ones, the IO managers log one materialization per written partition,
-and the run's verdict names every failed tenant-day.
+only the healthy ones are written, the IO managers log one materialization per written partition, and
+the run's verdict names every failed tenant-day.
+
+A step holds one tenant-day at a time, not the run's sum (issue 15: a tenant with 10x its orders must not
+push a run of 250 past its memory budget): the loop visits a tenant's days together, inputs are read when
+the step asks for a partition (`isolation.PartitionInputs`), the step's value is the loop itself
+(`PartitionValues`), run by the IO manager as it writes each partition and drops it, and per-tenant caches
+(`Batch.per_tenant`) are cleared when the loop moves to the next tenant.
 
 This is the only module that touches private Dagster APIs (the run tags of partition ranges, the
 output metadata key that suppresses automatic materializations, the data version tags);
@@ -20,7 +26,7 @@ moves one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,9 +118,11 @@ def check_result(check: Check, findings: Sequence[Finding]) -> dg.AssetCheckResu
     )
 
 
-def by_partition(keys: Sequence[str], value: Any, owner: str) -> dict[str, Any]:
-    """A step's value as `{partition key: value}`: Dagster passes one partition's bare, many as a dict; the
-    IO managers hand over only the partitions that did not fail upstream in this run and could be read."""
+def by_partition(keys: Sequence[str], value: Any, owner: str) -> Mapping[str, Any]:
+    """A step's input as `{partition key: value}`: Dagster passes one partition's bare, many as a dict; the
+    IO managers hand over the partitions that did not fail upstream in this run, each read on access."""
+    if isinstance(value, PartitionInputs):
+        return value
     if isinstance(value, Mapping) and set(value) <= set(keys):
         return dict(value)
     if len(keys) == 1:
@@ -124,12 +132,20 @@ def by_partition(keys: Sequence[str], value: Any, owner: str) -> dict[str, Any]:
     )
 
 
-class PartitionValues(dict):
-    """What a step hands its IO manager: the healthy partitions' values, each with its metadata."""
+class PartitionValues:
+    """What a step hands its IO manager: the healthy partitions' values, each computed when the IO manager asks
+    for the next one (so it is written and dropped before the next partition's step runs), with its metadata.
 
-    def __init__(self, values: Mapping[str, Any], metadata: Mapping[str, Mapping[str, Any]]):
-        super().__init__(values)
-        self.metadata = metadata
+    Read once: Dagster keeps the object itself (in-process runs capture every output until the run ends), never
+    the values that went through it.
+    """
+
+    def __init__(self, values: Iterable[tuple[str, Any]], metadata: Mapping[str, Mapping[str, Any]]):
+        self._values, self.metadata, self.consumed = iter(values), metadata, False
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        yield from self._values
+        self.consumed = True
 
 
 def materialization(asset_key: dg.AssetKey, key: str, metadata: Mapping[str, Any]) -> dg.AssetMaterialization:
@@ -142,16 +158,23 @@ def materialization(asset_key: dg.AssetKey, key: str, metadata: Mapping[str, Any
 def write_partitions(
     context: dg.OutputContext, values: PartitionValues, write: Callable[[str, Any], Mapping[str, Any]]
 ) -> None:
-    """`write(key, value)` per partition, then that partition's materialization; a failed write fails only
-    its tenant-day (the verdict names it), the other partitions are still written."""
+    """`write(key, value)` per partition as the step hands it over, then that partition's materialization; a
+    failed write fails only its tenant-day (the verdict names it), the other partitions are still written."""
     for key, value in values.items():
-        try:
-            written = write(key, value)
-        except Exception as exc:
-            reason = f"tenant {tenant_of(key)} {key}: writing {context.asset_key.to_user_string()} failed: {exc}"
-            context.log_event(failure_observation(context.asset_key, key, reason, failure_kind(exc)))
-            continue
-        context.log_event(materialization(context.asset_key, key, {**values.metadata.get(key, {}), **written}))
+        event = _written(context, key, value, write, values.metadata.get(key, {}))
+        del value  # gone before the next partition's step runs
+        context.log_event(event)
+
+
+def _written(
+    context: dg.OutputContext, key: str, value: Any, write: Callable[[str, Any], Mapping[str, Any]], metadata
+) -> dg.AssetMaterialization | dg.AssetObservation:
+    try:
+        written = write(key, value)
+    except Exception as exc:
+        reason = f"tenant {tenant_of(key)} {key}: writing {context.asset_key.to_user_string()} failed: {exc}"
+        return failure_observation(context.asset_key, key, reason, failure_kind(exc))
+    return materialization(context.asset_key, key, {**metadata, **written})
 
 
 def suppressed_materializations() -> dict[str, Any]:
@@ -216,6 +239,9 @@ class Partition:
             self.batch.context.log.info(f"[{self.position}/{total}] {message}")
 
 
+_FAILED = object()  # what the loop's call of a step returns for a failed partition (None is a value)
+
+
 def _reason(partition: Partition, error: Exception) -> str:
     """The error's message (it names the cause and the fix), prefixed by the tenant-day unless it names the tenant."""
     message = (error.description if isinstance(error, dg.Failure) else str(error)) or type(error).__name__
@@ -227,20 +253,32 @@ class Batch:
 
     def __init__(self, context: dg.AssetExecutionContext, checks: Sequence[Check] = ()):
         self.context = context
-        self.keys: list[str] = list(context.partition_keys)
+        # A tenant's days together (Dagster orders a range by day): per-tenant caches then hold one tenant.
+        self.keys: list[str] = sorted(context.partition_keys, key=tenant_of)
         self.checks = {check.name: check for check in checks}
         self.findings: dict[str, list[Finding]] = {check.name: [] for check in checks}
-        self.values: dict[str, Any] = {}
         self.metadata: dict[str, dict[str, Any]] = {}
         self.failed: dict[str, str] = {}
-        self.unreadable: dict[str, tuple[str, FailureKind]] = {}
+        self._tenant_caches: list[dict] = []
+        self._values: PartitionValues | None = None
 
-    def inputs(self, value: Any) -> dict[str, Any]:
-        """An input loaded for this run's partitions, by partition key, without those failed upstream; the
-        partitions it could not read fail in `run`, each with its reason."""
-        if isinstance(value, PartitionInputs):
-            self.unreadable.update(value.unreadable)
+    def inputs(self, value: Any) -> Mapping[str, Any]:
+        """An input for this run's partitions, by partition key, without those failed upstream; a partition is read
+        when the step asks for it, and one that cannot be read fails its tenant-day with the reason."""
         return by_partition(self.keys, value, self.context.asset_key.to_user_string())
+
+    def per_tenant(self, load: Callable[..., Any]) -> Callable[..., Any]:
+        """`load(tenant_id, *args)` cached while the loop is at that tenant (its history, its model) and dropped when
+        it moves on: a run holds one tenant's, not every tenant's."""
+        cache: dict[tuple, Any] = {}
+        self._tenant_caches.append(cache)
+
+        def cached(tenant_id: str, *args) -> Any:
+            if (tenant_id, *args) not in cache:
+                cache[(tenant_id, *args)] = load(tenant_id, *args)
+            return cache[(tenant_id, *args)]
+
+        return cached
 
     def fail(self, partition: Partition, reason: str, kind: FailureKind, upstream: str | None = None) -> None:
         """Mark a partition failed: not written, its reason on the partition, named by the run's verdict."""
@@ -249,42 +287,62 @@ class Batch:
         self.context.log_event(event)
         partition.log(f"FAILED {reason}", notable=True)
 
-    def run(self, step: Callable[[Partition], Any]) -> dict[str, Any]:
-        """The partition loop: `step` once per partition in key order; it returns that partition's value.
+    def _loop(self, step: Callable[[Partition], Any]) -> Iterator[tuple[str, Any]]:
+        """`step` once per partition, a tenant's days together; yields each healthy partition's value.
 
-        A failure is confined to its partition: an error, or a failed blocking check, marks it failed, and a
-        partition whose upstream failed in this run, or whose input could not be read, is skipped without
-        calling `step`.
+        A failure is confined to its partition: an error (an unreadable input among them), or a failed blocking
+        check, marks it failed, and a partition whose upstream failed in this run is skipped without calling `step`.
         """
+        # Read here, in the step's own code, not lazily inside the IO manager.
         upstream_keys = self.context.assets_def.asset_deps[self.context.asset_key]
         upstream = upstream_failures(self.context.get_step_execution_context(), upstream_keys)
+        return self._partitions(step, upstream)
+
+    def _partitions(self, step, upstream) -> Iterator[tuple[str, Any]]:
+        tenant_id = None
         for position, key in enumerate(self.keys, start=1):
             partition = Partition(self, key, position)
-            failed = failed_upstream(key, upstream)
-            if failed is not None:
-                reason = f"{partition.where}: upstream `{failed}` failed (fix: see its failure)"
-                self.fail(partition, reason, FailureKind.TRANSIENT, failed)
-                continue
-            if key in self.unreadable:
-                self.fail(partition, *self.unreadable[key])
-                continue
-            try:
-                value = step(partition)
-            except Exception as exc:
-                self.fail(partition, _reason(partition, exc), failure_kind(exc))
-                continue
-            if partition.blocked:
-                listed = "; ".join(f"{name}: {problem}" for name, problem in partition.gates.items())
-                self.fail(partition, f"{partition.where}: blocking gate failed: {listed}", FailureKind.TRANSIENT)
-                continue
-            self.values[key] = value
-        return self.values
+            if partition.tenant_id != tenant_id:
+                tenant_id = partition.tenant_id
+                for cache in self._tenant_caches:
+                    cache.clear()
+            value = self._call(partition, step, upstream)
+            if value is not _FAILED:
+                yield key, value
+            del value  # written (or failed) by now: the next partition's step must not find it held
 
-    def output(self) -> dg.Output:
-        return dg.Output(PartitionValues(self.values, self.metadata), metadata=suppressed_materializations())
+    def _call(self, partition: Partition, step: Callable[[Partition], Any], upstream) -> Any:
+        failed = failed_upstream(partition.key, upstream)
+        if failed is not None:
+            reason = f"{partition.where}: upstream `{failed}` failed (fix: see its failure)"
+            self.fail(partition, reason, FailureKind.TRANSIENT, failed)
+            return _FAILED
+        try:
+            value = step(partition)
+        except Exception as exc:
+            self.fail(partition, _reason(partition, exc), failure_kind(exc))
+            return _FAILED
+        if partition.blocked:
+            listed = "; ".join(f"{name}: {problem}" for name, problem in partition.gates.items())
+            self.fail(partition, f"{partition.where}: blocking gate failed: {listed}", FailureKind.TRANSIENT)
+            return _FAILED
+        return value
 
-    def materialize_result(self) -> dg.MaterializeResult:
-        """For a step that writes its own files: each healthy partition's materialization, then the checks."""
+    def output(self, step: Callable[[Partition], Any]) -> dg.Output:
+        """The step's output: the partition loop itself, run by the IO manager as it writes each partition."""
+        self._values = PartitionValues(self._loop(step), self.metadata)
+        return dg.Output(self._values, metadata=suppressed_materializations())
+
+    def results(self, step: Callable[[Partition], Any]) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        """What a step over a batch yields: the output (`step` runs per partition as it is written), then every
+        check's result."""
+        yield self.output(step)
+        yield from self.check_results()
+
+    def materialize_result(self, step: Callable[[Partition], Any]) -> dg.MaterializeResult:
+        """For a step that writes its own files: the loop, each healthy partition's materialization, the checks."""
+        for _ in self._loop(step):
+            pass
         for key in self.keys:
             if key not in self.failed:
                 self.context.log_event(materialization(self.context.asset_key, key, self.metadata.get(key, {})))
@@ -293,6 +351,11 @@ class Batch:
     def check_results(self) -> list[dg.AssetCheckResult]:
         """One result per check; a failed blocking check is reported as a warning: its partitions were
         withheld (the verdict fails them), the step goes on for the others."""
+        if self._values is not None and not self._values.consumed:
+            raise dg.DagsterInvariantViolationError(
+                f"{self.context.asset_key.to_user_string()}: its IO manager did not write the step's partitions "
+                "(fix: write them with `batching.write_partitions`, as the lake and warehouse IO managers do)"
+            )
         return [
             check_result(
                 dataclasses.replace(check, severity=dg.AssetCheckSeverity.WARN) if check.blocking else check,
@@ -300,8 +363,3 @@ class Batch:
             )
             for name, check in self.checks.items()
         ]
-
-    def results(self) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        """The output, then every check's result: what a step over a batch yields."""
-        yield self.output()
-        yield from self.check_results()

@@ -1,10 +1,9 @@
 """Feature stage: `customer_features` per tenant and day, from the tenant's whole order history.
 
-The history is read once per tenant per run as one pyarrow dataset over both raw order assets (not
-as hundreds of Dagster inputs); the lineage edges to them are declared with `deps`.
+The history is read once per tenant per run, and kept only while the run is at that tenant, as one
+pyarrow dataset over both raw order assets (not as hundreds of Dagster inputs); the lineage edges to
+them are declared with `deps`.
 """
-
-import functools
 
 import dagster as dg
 import pandas as pd
@@ -34,8 +33,9 @@ CHECKS = [
 
 def customer_features(context: dg.AssetExecutionContext, lake: LakeResource, tenants: TenantRegistryResource):
     registry, root = tenants.registry(), lake.root()
+    batch = Batch(context, CHECKS)
 
-    @functools.cache
+    @batch.per_tenant
     def history(tenant_id: str):
         files = history_files(root, tenant_id)
         return files, read_orders(files)
@@ -66,9 +66,7 @@ def customer_features(context: dg.AssetExecutionContext, lake: LakeResource, ten
         part.log(f"{part.tenant_id} {part.day}: {len(features)} customers")
         return features
 
-    batch = Batch(context, CHECKS)
-    batch.run(build)
-    yield from batch.results()
+    yield from batch.results(build)
 
 
 def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:

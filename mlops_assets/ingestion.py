@@ -135,12 +135,12 @@ def raw_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDefini
 
         batch = Batch(context, checks)
         try:
-            batch.run(ingest)
+            yield batch.output(ingest)  # the IO manager runs `ingest` per partition as it writes them
         finally:
             for client in clients.values():
                 client.close()
         ledger.record(*recorded)
-        yield from batch.results()
+        yield from batch.check_results()
 
     return _raw
 
@@ -210,9 +210,7 @@ def history_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDe
                 notable=True,
             )
 
-        batch = Batch(context, checks)
-        batch.run(sweep)
-        return batch.materialize_result()
+        return Batch(context, checks).materialize_result(sweep)
 
     return _history
 

@@ -11,7 +11,7 @@ exactly those partitions FAILED and backfills and the healing sensor retry exact
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,35 +111,49 @@ def failed_upstream(key: str, upstream: Mapping[dg.AssetKey, Mapping[str, Partit
     return None
 
 
-class PartitionInputs(dict):
-    """An input's partitions as loaded, by key; `unreadable` holds why the others could not be read (each fails
-    only its own tenant-day: `batching.Batch.inputs`)."""
+class UnreadableInput(Exception):
+    """An input partition that could not be read: its tenant-day fails alone, with this reason."""
 
-    def __init__(self, values: Mapping[str, Any], unreadable: Mapping[str, tuple[str, FailureKind]]):
-        super().__init__(values)
-        self.unreadable = dict(unreadable)
+    def __init__(self, reason: str, kind: FailureKind):
+        super().__init__(reason)
+        self.permanent = kind is FailureKind.PERMANENT  # what `failure_kind` reads
 
 
-def load_partitions(context: dg.InputContext, read: Callable[[str], Any]) -> PartitionInputs:
-    """`read(key)` for each partition of an input whose upstream did not fail in this run; a partition that cannot
-    be read (a missing or corrupt file, a lost connection) is left out with its reason, the others load."""
-    asset = context.asset_key.to_user_string()
-    upstream = upstream_failures(context.step_context, [context.asset_key])
-    values, unreadable = {}, {}
-    for key in context.asset_partition_keys:
-        if failed_upstream(key, upstream) is not None:
-            continue
+class PartitionInputs(Mapping):
+    """An input's partitions by key, each read when the step asks for it and not kept (a step holds one tenant-day's
+    input, not the run's); the partitions failed upstream in this run are absent. One that cannot be read (a missing
+    or corrupt file, a lost connection) raises `UnreadableInput`, which fails only its tenant-day
+    (`batching.Batch`)."""
+
+    def __init__(self, asset: str, keys: Iterable[str], read: Callable[[str], Any]):
+        self.asset, self._keys, self._read = asset, dict.fromkeys(keys), read
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys:
+            raise KeyError(key)
         try:
-            values[key] = read(key)
+            return self._read(key)
         except Exception as exc:
             tenant_id, day = tenant_and_day(key)
             reason = (
-                f"tenant {tenant_id} {key}: input `{asset}` could not be read ({type(exc).__name__}: {exc}) (fix: "
+                f"tenant {tenant_id} {key}: input `{self.asset}` could not be read ({type(exc).__name__}: {exc}) (fix: "
                 f"it is written again when the healing sensor retries the tenant-day, or `mlops backfill {tenant_id} "
                 f"--from {day}`)"
             )
-            unreadable[key] = (reason, failure_kind(exc))
-    return PartitionInputs(values, unreadable)
+            raise UnreadableInput(reason, failure_kind(exc)) from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def load_partitions(context: dg.InputContext, read: Callable[[str], Any]) -> PartitionInputs:
+    """The partitions of an input whose upstream did not fail in this run, each `read(key)` on access."""
+    upstream = upstream_failures(context.step_context, [context.asset_key])
+    keys = [key for key in context.asset_partition_keys if failed_upstream(key, upstream) is None]
+    return PartitionInputs(context.asset_key.to_user_string(), keys, read)
 
 
 def run_verdict(assets: Iterable[dg.AssetKey]) -> dg.AssetChecksDefinition:

@@ -5,7 +5,6 @@ rollback sensors in automation.py read the per-partition metadata these assets w
 `regressed`), since a check result covers a whole run of many tenant-days.
 """
 
-import functools
 from datetime import date, timedelta
 
 import dagster as dg
@@ -119,7 +118,7 @@ def drift_report(
     batch = Batch(context, DRIFT_CHECKS)
     snapshots, scored = batch.inputs(customer_features), batch.inputs(predictions)
 
-    @functools.cache
+    @batch.per_tenant
     def reference(tenant_id: str, version: str) -> tuple[pd.DataFrame, str]:
         return scored_reference(root, tenants.warehouse_url, model_registry, tenant_id, version)
 
@@ -183,8 +182,7 @@ def drift_report(
         )
         return result.frame()
 
-    batch.run(measure)
-    yield from batch.results()
+    yield from batch.results(measure)
 
 
 def _trend(reader, tenant_id: str, day: date, days: int = 60) -> tuple[list[str], dict[str, list[float]]]:
@@ -308,8 +306,7 @@ def realized_performance(
         return pd.DataFrame([row], columns=REALIZED_COLUMNS)
 
     batch = Batch(context, PERFORMANCE_CHECKS)
-    batch.run(evaluate)
-    yield from batch.results()
+    yield from batch.results(evaluate)
 
 
 def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:

@@ -1,12 +1,11 @@
 """Prediction stage: `predictions` per tenant and day, the production model applied to that day's snapshot.
 
-The model is loaded once per tenant per run (runs batch many tenant-days). The gates run before
-anything is written: a tenant-day that fails one is not written (its warehouse rows stay as they
-were) and the run's verdict fails it; the other tenant-days are written.
+The model is loaded once per tenant per run (runs batch many tenant-days) and dropped at the next
+tenant. The gates run before anything is written: a tenant-day that fails one is not written (its
+warehouse rows stay as they were) and the run's verdict fails it; the other tenant-days are written.
 Storage is the warehouse IO manager's business (PostgreSQL COPY or SQLite), not this module's.
 """
 
-import functools
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -38,7 +37,7 @@ def predictions(
     batch = Batch(context, CHECKS)
     snapshots = batch.inputs(customer_features)
 
-    @functools.cache
+    @batch.per_tenant
     def served(tenant_id: str):
         try:
             return load_served_model(registry, tenant_id)
@@ -75,8 +74,7 @@ def predictions(
         part.log(f"{part.tenant_id} {part.day}: {len(frame)} customers, model v{model.version}")
         return frame
 
-    batch.run(score)
-    yield from batch.results()
+    yield from batch.results(score)
 
 
 def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:

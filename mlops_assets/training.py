@@ -96,8 +96,7 @@ def training_set(
         return built.frame
 
     batch = Batch(context, TRAINING_SET_CHECKS)
-    batch.run(build)
-    yield from batch.results()
+    yield from batch.results(build)
 
 
 def _train(
@@ -161,8 +160,7 @@ def candidate_model(
         )
         return card.frame()
 
-    batch.run(train)
-    yield from batch.results()
+    yield from batch.results(train)
 
 
 def production_model(
@@ -209,8 +207,7 @@ def production_model(
         part.log(f"{part.tenant_id}: {outcome.reason}; production is v{outcome.production_version}", notable=True)
         return outcome.frame()
 
-    batch.run(promote)
-    yield from batch.results()
+    yield from batch.results(promote)
 
 
 def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:

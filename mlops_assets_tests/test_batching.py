@@ -6,6 +6,7 @@ the attribute, before a run of many tenants fails somewhere less obvious.
 
 import importlib
 import inspect
+import weakref
 from datetime import date, timedelta
 
 import dagster as dg
@@ -87,8 +88,7 @@ def test_a_failed_tenant_day_is_not_materialized_and_fails_the_run_while_healthy
             part.log(f"{part.tenant_id} {part.day}: {value}")
             return value
 
-        batch.run(step)
-        yield from batch.results()
+        yield from batch.results(step)
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS, ["acme", "globex"])
@@ -205,9 +205,7 @@ def test_a_failed_write_fails_only_its_tenant_day():
 
     @dg.asset(**partitions.asset("sample", io_manager_key="io_manager"))
     def sample(context: dg.AssetExecutionContext):
-        batch = Batch(context)
-        batch.run(lambda part: part.tenant_id)
-        yield from batch.results()
+        yield from Batch(context).results(lambda part: part.tenant_id)
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS, ["acme", "globex"])
@@ -228,3 +226,121 @@ def test_a_failed_write_fails_only_its_tenant_day():
     assert failure.step_key == "run_verdict"
     description = failure.step_failure_data.user_failure_data.description
     assert f"sample {day}|globex: tenant globex {day}|globex: writing sample failed: disk full (fix:" in description
+
+
+class _Payload:
+    """A partition's value whose lifetime the test can watch (a weak reference dies with its last holder)."""
+
+    def __init__(self, value: int):
+        self.value = value
+
+
+class _StoreIOManager(dg.IOManager):
+    """Values in a dict, read and written through the same isolation helpers as the lake and warehouse; every
+    read and write is recorded in `trail`, every value read or written is watched in `watched`."""
+
+    def __init__(self, unreadable: str):
+        self.stored: dict[tuple[str, str], int] = {}
+        self.trail: list[str] = []
+        self.watched: dict[str, list[weakref.ref]] = {}
+        self.unreadable = unreadable
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        from mlops_assets.batching import write_partitions
+
+        asset = context.asset_key.to_user_string()
+
+        def write(key: str, payload: _Payload) -> dict:
+            self.trail.append(f"write {asset} {key}")
+            self.watched.setdefault(key, []).append(weakref.ref(payload))
+            self.stored[asset, key] = payload.value
+            return {}
+
+        write_partitions(context, obj, write)
+
+    def load_input(self, context: dg.InputContext):
+        from mlops_assets.isolation import load_partitions
+
+        asset = context.asset_key.to_user_string()
+
+        def read(key: str) -> _Payload:
+            self.trail.append(f"read {asset} {key}")
+            if key == self.unreadable:
+                raise OSError("connection lost")
+            payload = _Payload(self.stored[asset, key])
+            self.watched.setdefault(key, []).append(weakref.ref(payload))
+            return payload
+
+        return load_partitions(context, read)
+
+
+def test_a_step_holds_one_partition_at_a_time_and_writes_it_before_the_next():
+    """A run's memory is one tenant-day's, not the sum over its partitions: each input is read when the step asks
+    for it, each output written as soon as its step returns, and nothing of an earlier partition is still held when
+    the next one's step runs (in-process runs capture outputs: the capture must not keep them either)."""
+    from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, Batch
+    from mlops_assets.isolation import run_verdict
+
+    partitions = TenantDayPartitions.for_window(7, today=date(2026, 1, 20))
+    first, last = partitions.last_day - timedelta(days=1), partitions.last_day
+    keys = [f"{day}|{tenant}" for tenant in ("acme", "globex", "initech") for day in (first, last)]
+    store = _StoreIOManager(unreadable=f"{last}|globex")
+    held_earlier: dict[str, list[str]] = {}
+
+    @dg.asset(**partitions.asset("source", io_manager_key="io_manager"))
+    def source(context: dg.AssetExecutionContext):
+        yield from Batch(context).results(lambda part: _Payload(len(part.tenant_id) + part.day.day))
+
+    @dg.asset(**partitions.asset("doubled", io_manager_key="io_manager"), ins={"source": dg.AssetIn()})
+    def doubled(context: dg.AssetExecutionContext, source):
+        batch = Batch(context)
+        values = batch.inputs(source)
+
+        @batch.per_tenant
+        def profile(tenant_id: str) -> _Payload:  # e.g. a tenant's history: loaded once, kept while at the tenant
+            store.trail.append(f"profile {tenant_id}")
+            loaded = _Payload(len(tenant_id))
+            store.watched.setdefault(tenant_id, []).append(weakref.ref(loaded))
+            return loaded
+
+        def step(part):
+            store.trail.append(f"step doubled {part.key}")
+            earlier = keys[: keys.index(part.key)]
+            earlier += sorted({key.split("|")[1] for key in earlier} - {part.tenant_id})
+            held_earlier[part.key] = [key for key in earlier for ref in store.watched.get(key, []) if ref() is not None]
+            profile(part.tenant_id)
+            return _Payload(2 * values[part.key].value)
+
+        yield from batch.results(step)
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS, ["acme", "globex", "initech"])
+    result = dg.materialize(
+        [source, doubled, run_verdict([source.key, doubled.key])],
+        instance=instance,
+        resources={"io_manager": store},
+        tags={ASSET_PARTITION_RANGE_START_TAG: f"{first}|acme", ASSET_PARTITION_RANGE_END_TAG: f"{last}|initech"},
+        raise_on_error=False,
+    )
+
+    doubled_trail = [entry for entry in store.trail if not entry.startswith("write source")]
+    expected = []
+    for key in keys:  # a tenant's days together, each read, computed and written before the next
+        expected += [f"step doubled {key}"]
+        expected += [f"profile {key.split('|')[1]}"] if key.startswith(str(first)) else []
+        expected += [f"read source {key}"]
+        expected += [] if key == f"{last}|globex" else [f"write doubled {key}"]
+    assert doubled_trail == expected
+    assert held_earlier == {key: [] for key in keys}
+    assert {key: store.stored["doubled", key] for key in keys if ("doubled", key) in store.stored} == {
+        key: 2 * store.stored["source", key] for key in keys if key != f"{last}|globex"
+    }
+    status = instance.get_status_by_partition(doubled.key, keys, partitions.tenant_day)
+    assert {key for key, value in status.items() if value.value == "FAILED"} == {f"{last}|globex"}
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    description = failure.step_failure_data.user_failure_data.description
+    assert (
+        f"doubled {last}|globex: tenant globex {last}|globex: input `source` could not be read (OSError: connection "
+        f"lost) (fix: it is written again when the healing sensor retries the tenant-day, or `mlops backfill globex "
+        f"--from {last}`)" in description
+    )

@@ -320,3 +320,24 @@ def test_an_input_that_cannot_be_read_fails_only_its_tenant_day(served, tmp_path
     assert _predict(served, instance, lake_url, warehouse_url, tenant_ids).success
     for tenant_id in (corrupt, gone):
         assert _sorted_predictions(warehouse_url, tenant_id).equals(_sorted_predictions(warehouse_url, SERVED_TENANT))
+
+
+def test_a_runaway_tenant_does_not_change_the_others_snapshots(tmp_path, shops):
+    """A shop that suddenly has 10x the orders shares a run with two others: their feature snapshots are the
+    files a run without it writes, and the run completes (the step holds one tenant-day at a time:
+    test_batching.py)."""
+    runaway = SyntheticShop(ShopSpec("globex", customers=3000, seed=2, end=LAST, history_days=90))
+    assert len(runaway.raw_orders()) >= 8 * len(shops["globex"].raw_orders())
+
+    def snapshots(name, batch):
+        lake_url, warehouse_url = _lake(tmp_path, name, batch), f"sqlite:///{tmp_path / name}.db"
+        _register(warehouse_url, {tenant_id: "http://127.0.0.1:9/unused" for tenant_id in batch})
+        instance = _instance(list(batch))
+        assert _ingest(instance, warehouse_url, lake_url, FEATURES, tenants=list(batch)).success
+        found = lake_digests({"url": lake_url, "s3_endpoint_url": None})
+        return {path: digest for path, digest in found.items() if path.startswith("/customer_features/")}
+
+    alone = snapshots("alone", {tenant_id: shops[tenant_id] for tenant_id in ("acme", "initech")})
+    beside = snapshots("beside", {"acme": shops["acme"], "globex": runaway, "initech": shops["initech"]})
+    assert len(alone) == 4
+    assert {path: digest for path, digest in beside.items() if "tenant=globex" not in path} == alone
