@@ -132,9 +132,9 @@ def mlops(*args):
 
 
 def with_targets(frame, horizon_days: int = 30, seed: int = 3):
-    """A scored frame with issue 16's targets, shaped as the contract says the model writes them (until the
-    model side writes them itself): amounts that follow the repurchase probability, a churn probability and
-    its band, a next order date (None beyond a year), spend tiers, and a model card with `target_quality`."""
+    """A scored frame with known issue 16 targets, so storage and serving tests can assert exact values:
+    amounts that follow the repurchase probability, a churn probability and its band, a next order date
+    (None beyond a year), spend tiers, and a model card with `TARGET_QUALITY`."""
     import numpy as np
     import pandas as pd
 
@@ -158,6 +158,16 @@ def with_targets(frame, horizon_days: int = 30, seed: int = 3):
     ]
     out["spend_tier"] = spend_tiers(out["clv_365d"])
     out.attrs = {"model_card": {**frame.attrs["model_card"], "target_quality": TARGET_QUALITY}}
+    return out
+
+
+def predating_targets(frame):
+    """A scored frame as a model version registered before issue 16 left it: no targets, no target quality."""
+    from mlops_assets.core.warehouse.engine import TARGET_COLUMNS
+
+    out = frame.drop(columns=[column for column in TARGET_COLUMNS if column in frame])
+    card = {key: value for key, value in frame.attrs["model_card"].items() if key != "target_quality"}
+    out.attrs = {"model_card": card}
     return out
 
 

@@ -13,7 +13,14 @@ from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_sett
 from mlops_assets.core.warehouse.engine import TARGET_COLUMNS
 from mlops_assets.core.warehouse.prediction_store import PredictionReader, write_partition
 from mlops_assets.serving.app import create_app
-from mlops_assets_tests.helpers import SERVED_TENANT, TARGET_QUALITY, TEST_END, scored, with_targets
+from mlops_assets_tests.helpers import (
+    SERVED_TENANT,
+    TARGET_QUALITY,
+    TEST_END,
+    predating_targets,
+    scored,
+    with_targets,
+)
 
 OTHER = "globex"
 NASTY = "x'; drop table predictions; --"
@@ -26,7 +33,7 @@ def world(served, warehouse_url):
     TenantRegistry(warehouse_url).add(
         Tenant(SERVED_TENANT, "Acme", "file", file_settings("/data/acme.csv"), currency="EUR", horizon_days=30)
     )
-    frames = [scored(served, TEST_END - timedelta(days=1)), with_targets(scored(served))]
+    frames = [predating_targets(scored(served, TEST_END - timedelta(days=1))), with_targets(scored(served))]
     theirs = with_targets(scored(served)).assign(tenant_id=OTHER, spend_tier="low", clv_365d=1.0)
     theirs.loc[theirs.index[:10], "customer_id"] = [f"globex-only-{i}" for i in range(10)]
     for frame in [*frames, theirs]:

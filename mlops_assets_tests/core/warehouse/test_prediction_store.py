@@ -16,7 +16,7 @@ from mlops_assets.core.ml.scoring import batch_summary
 from mlops_assets.core.warehouse.engine import TARGET_COLUMNS
 from mlops_assets.core.warehouse.prediction_store import PredictionReader, read_partition, write_partition
 from mlops_assets_tests.helpers import SERVED_TENANT as TENANT
-from mlops_assets_tests.helpers import TARGET_QUALITY, TEST_END, scored, wait_until, with_targets
+from mlops_assets_tests.helpers import TARGET_QUALITY, TEST_END, predating_targets, scored, wait_until, with_targets
 
 
 def write(url, frame, run_id="run-1"):
@@ -83,7 +83,7 @@ def test_targets_round_trip_with_their_nulls(served, warehouse_url):
 
 
 def test_a_frame_without_targets_writes_nulls(served, warehouse_url):
-    frame = scored(served).drop(columns=TARGET_COLUMNS)
+    frame = predating_targets(scored(served))
     write(warehouse_url, frame)
     stored = read_partition(warehouse_url, TENANT, TEST_END)
     assert len(stored) == len(frame) and stored[TARGET_COLUMNS].isna().all().all()
