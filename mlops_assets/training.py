@@ -70,11 +70,11 @@ def training_set(
             if split in snapshots.index and snapshots.loc[split, "max"] + window > pd.Timestamp(files.through)
         ]
         part.check("labels_matured", f"{', '.join(immature)} labels reach past {files.through}" if immature else None)
-        ordered = [split for split in SPLITS if split in snapshots.index]
         overlaps = [
             f"{earlier} labels overlap {later}"
-            for earlier, later in zip(ordered, ordered[1:], strict=False)
-            if snapshots.loc[earlier, "max"] + horizon > snapshots.loc[later, "min"]
+            for earlier, later in built.ordered_splits()
+            if {earlier, later} <= set(snapshots.index)
+            and snapshots.loc[earlier, "max"] + horizon > snapshots.loc[later, "min"]
         ]
         part.check("splits_in_time_order", "; ".join(overlaps) or None)
         part.check("enough_history", "; ".join(built.cold_start_reasons) or None)
@@ -84,6 +84,7 @@ def training_set(
                 "cutoff": part.day.isoformat(),
                 **built.summary(),
                 "snapshots": built.frame["snapshot"].nunique(),
+                "validation": built.validation,
                 "history_digest": files.digest(),
                 "history_files": len(files.files),
                 "history_through": files.through.isoformat() if files.through else None,

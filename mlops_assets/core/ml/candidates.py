@@ -112,6 +112,7 @@ def train_candidate(
     metrics.update({k: float(v) for k, v in summary.items()})
     params = {
         **built.plan.as_params(),
+        "validation": built.validation,
         "model_kind": kind,
         "features": len(FEATURES),
         "data_through": data_through,

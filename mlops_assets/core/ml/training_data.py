@@ -10,6 +10,12 @@ Two more snapshots serve the customer value model (`value_model.py`) and are nev
 history reaches that far; and `cutoff` at c itself, unlabelled, the snapshot the served BG/NBD +
 Gamma-Gamma baseline is fitted on. Every row carries every target's label (`targets.target_labels`
 observed through c: NaN while a window is open); `label` stays the repurchase label.
+
+A history too short for any training snapshot before c - 2H (CDNOW's nine months at H = 91 days)
+would leave only the flagged fallback. Then the validation day and the days stepping back from it
+all train, and one customer in five (a stable hash of the id) early-stops instead of a validation
+snapshot: their labels still end by the holdout day, so the holdout stays a time-based test the
+model has not seen, and only early stopping shares the training period (issue 16, item 3).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from mlops_assets.core.lake.files import partition_path, read_frame
@@ -29,6 +36,9 @@ SPLITS = ("train", "valid", "holdout")
 YEAR_HOLDOUT, CUTOFF = "year_holdout", "cutoff"
 # The lake asset that keeps each cutoff's training set (the `training_set` asset's files).
 TRAINING_SET = "training_set"
+# How a training set early-stops: on its own snapshot at c - 2H, or on a share of the training customers.
+SNAPSHOT_VALIDATION, CUSTOMER_SPLIT_VALIDATION = "snapshot", "customer split"
+CUSTOMER_SPLIT_SHARE = 5  # one customer in five early-stops a short history's model
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,12 @@ class TrainingPlan:
         ]
         return sorted([*labelled, (self.year_holdout_day, YEAR_HOLDOUT)]) + [(self.cutoff, CUTOFF)]
 
+    def short_history_snapshots(self) -> list[tuple[date, str]]:
+        """The validation day and the days stepping back from it, all training (a customer split early-stops)."""
+        pooled = [(self.valid_day - timedelta(days=self.step_days * k), "train") for k in range(self.train_snapshots)]
+        judged = [(self.holdout_day, "holdout"), (self.year_holdout_day, YEAR_HOLDOUT)]
+        return sorted([*pooled, *judged]) + [(self.cutoff, CUTOFF)]
+
     def as_params(self) -> dict[str, str]:
         return {f"plan_{k}": str(v) for k, v in asdict(self).items()}
 
@@ -93,6 +109,24 @@ class TrainingSet:
             counts[f"{name}_positives"] = int(part["label"].sum())
         return counts
 
+    @property
+    def validation(self) -> str:
+        """Read from the frame, so a training set loaded back from the lake says it too."""
+        days = {name: set(self.split(name)["snapshot"]) for name in ("train", "valid")}
+        return CUSTOMER_SPLIT_VALIDATION if days["train"] & days["valid"] else SNAPSHOT_VALIDATION
+
+    def ordered_splits(self) -> list[tuple[str, str]]:
+        """Pairs of splits whose label windows must end before the later one's snapshots begin."""
+        if self.validation == CUSTOMER_SPLIT_VALIDATION:
+            return [("train", "holdout"), ("valid", "holdout")]
+        return [("train", "valid"), ("valid", "holdout")]
+
+
+def _customer_split(customers: pd.Series) -> np.ndarray:
+    """`valid` for one customer in `CUSTOMER_SPLIT_SHARE` by a stable hash of the id (reproducible), else `train`."""
+    bucket = pd.util.hash_pandas_object(customers.astype(str), index=False).to_numpy() % CUSTOMER_SPLIT_SHARE
+    return np.where(bucket == 0, "valid", "train")
+
 
 def build_training_set(
     history: pd.DataFrame,
@@ -110,9 +144,14 @@ def build_training_set(
         )
     first_order = history["created_at"].min() if len(history) else None
     first_day = first_order.date() if first_order is not None and not pd.isna(first_order) else plan.cutoff
+    first_snapshot_day = first_day + timedelta(days=plan.min_tenure_days)
+    snapshots = plan.snapshots()
+    short_history = not any(split == "train" and day >= first_snapshot_day for day, split in snapshots)
+    if short_history:
+        snapshots = plan.short_history_snapshots()
     parts = []
-    for day, split in plan.snapshots():
-        if day < first_day + timedelta(days=plan.min_tenure_days):
+    for day, split in snapshots:
+        if day < first_snapshot_day:
             continue
         snapshot = feature_snapshot(history, day, timezone, plan.horizon_days)
         found = target_labels(history, snapshot["customer_id"], day, timezone, plan.horizon_days, plan.cutoff)
@@ -123,6 +162,9 @@ def build_training_set(
         parts.append(snapshot)
     columns = ["snapshot", "split", "customer_id", *FEATURES, "label", *LABELS]
     frame = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    if short_history:
+        pooled = frame["split"] == "train"
+        frame.loc[pooled, "split"] = _customer_split(frame.loc[pooled, "customer_id"])
     training = TrainingSet(frame, plan)
     counts = training.summary()
     history_days = (plan.cutoff - first_day).days
@@ -138,7 +180,7 @@ def build_training_set(
     if counts["holdout_positives"] < thresholds.min_holdout_positives:
         reasons.append(f"{counts['holdout_positives']} holdout positives, needs {thresholds.min_holdout_positives}")
     if counts["valid_rows"] == 0:
-        reasons.append("no validation snapshot")
+        reasons.append("no validation rows")
     training.cold_start_reasons = reasons
     return training
 

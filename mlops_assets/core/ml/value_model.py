@@ -23,8 +23,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -39,9 +39,11 @@ from mlops_assets.core.ml.evaluation import (
     reliability_by_decile,
 )
 from mlops_assets.core.ml.features import FEATURES
-from mlops_assets.core.ml.models import fit_lightgbm
 from mlops_assets.core.ml.targets import TARGETS, Target
 from mlops_assets.core.ml.training_data import CUTOFF, YEAR_HOLDOUT, TrainingSet
+
+if TYPE_CHECKING:  # LightGBM loads when a model is fitted or read, never when the code location loads
+    import lightgbm as lgb
 
 BY_NAME = {target.name: target for target in TARGETS}
 VALUE_COLUMNS = ["expected_orders", "expected_revenue", "clv_365d", "churn_probability", "expected_next_order_date"]
@@ -92,6 +94,8 @@ class ValueModel:
 
     @classmethod
     def from_document(cls, document: dict, model_strings: dict[str, str]) -> ValueModel:
+        import lightgbm as lgb
+
         baseline = CustomerValueModel(**document["baseline"])
         learned = {name: lgb.Booster(model_str=model_strings[name]) for name in document["learned"]}
         return cls(document["horizon_days"], baseline, learned, document["calibration"], document["target_quality"])
@@ -176,6 +180,10 @@ def _baseline_on(snapshot: pd.DataFrame, day: date, horizon_days: int) -> pd.Dat
 
 
 def _learn(target: Target, train: pd.DataFrame, valid: pd.DataFrame) -> lgb.Booster:
+    import lightgbm as lgb
+
+    from mlops_assets.core.ml.models import fit_lightgbm
+
     clipped = [frame.assign(**{target.label: frame[target.label].clip(lower=0)}) for frame in (train, valid)]
     fitted = fit_lightgbm(*clipped, {"objective": OBJECTIVES[target.name]}, label=target.label)
     return lgb.Booster(model_str=fitted.booster.model_to_string(num_iteration=fitted.best_iteration))

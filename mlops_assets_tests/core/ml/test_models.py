@@ -38,6 +38,26 @@ def test_training_set_has_three_time_ordered_splits(built):
     assert by_split.loc["train", "max"] < by_split.loc["valid", "min"] < by_split.loc["holdout", "min"]
 
 
+def test_a_short_history_trains_on_a_customer_split_and_keeps_a_time_based_holdout():
+    """Nine months at H = 91 (CDNOW's shape) leave no training snapshot before c - 2H: the snapshots from
+    c - 2H back train, one customer in five early-stops, and every label ends by the holdout's snapshot."""
+    shop = SyntheticShop(ShopSpec("short", customers=1500, seed=7, end=TEST_END, history_days=272))
+    plan = TrainingPlan(TEST_END, horizon_days=91)
+    short = build_training_set(shop.raw_orders(), plan, "UTC", TEST_END)
+    assert short.validation == "customer split" and short.cold_start_reasons == []
+    train, valid, holdout = (short.split(name) for name in ("train", "valid", "holdout"))
+    assert not set(train["customer_id"]) & set(valid["customer_id"])
+    assert 0.1 < len(valid) / (len(train) + len(valid)) < 0.3 and set(valid["snapshot"]) <= set(train["snapshot"])
+    label_ends = pd.concat([train, valid])["snapshot"].max() + pd.Timedelta(days=plan.horizon_days)
+    assert label_ends <= holdout["snapshot"].min() == pd.Timestamp(plan.holdout_day)
+    again = build_training_set(shop.raw_orders(), plan, "UTC", TEST_END)
+    pd.testing.assert_frame_equal(again.frame, short.frame)
+
+
+def test_a_long_history_validates_on_its_own_snapshot(built):
+    assert built.validation == "snapshot" and built.ordered_splits() == [("train", "valid"), ("valid", "holdout")]
+
+
 def test_labels_must_have_matured(small_shop):
     with pytest.raises(ValueError, match="labels have not matured"):
         build_training_set(small_shop.raw_orders(), TrainingPlan(TEST_END), "UTC", TEST_END - timedelta(days=1))
