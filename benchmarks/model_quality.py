@@ -201,11 +201,8 @@ def evaluate_cdnow() -> tuple[list[dict], dict]:
         "judged rows": len(rows),
         "through 09-30 splits": early.summary()
         | {"snapshots": sorted(str(d) for d in early.frame["snapshot"].dt.date.unique())},
-        "through 09-30 plan": {
-            "train days": [str(d) for d in early.plan.train_days()],
-            "valid": str(early.plan.valid_day),
-            "holdout": str(early.plan.holdout_day),
-        },  # fmt: skip
+        "through 09-30 validation": early.validation,
+        "through 09-30 holdout": str(early.plan.holdout_day),
         "through 09-30 cold start": early.cold_start_reasons,
         "through 09-30 flags": {t: e["flag"] for t, e in value.quality.items()},
         "through 12-30 splits": late.summary(),
