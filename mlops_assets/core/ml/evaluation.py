@@ -137,8 +137,13 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def choose_calibration(calibration_labels, calibration_scores, holdout_labels, holdout_scores) -> Calibrator | None:
     """Isotonic regression and Platt scaling (a logistic fit on the score's logit), each fitted on the
-    calibration split; the one with the lower holdout Brier is kept if it beats the raw scores' there,
-    else None (serve the scores as they are). None too when the calibration split has one class."""
+    calibration split; the one with the lower holdout Brier is kept if it beats the raw scores' there
+    without lowering their holdout AUC, else None (serve the scores as they are). None too when the
+    calibration split has one class.
+
+    The AUC condition: isotonic steps turn distinct scores into ties, and on a 500-customer shop the kept
+    isotonic map cost churn 0.024 AUC against its own baseline (benchmarks/model_quality.py); Platt is
+    monotone and never does."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import brier_score_loss
@@ -152,8 +157,13 @@ def choose_calibration(calibration_labels, calibration_scores, holdout_labels, h
         "isotonic": IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(p_fit, y_fit),
         "platt": LogisticRegression(C=np.inf).fit(_logit(p_fit), y_fit),
     }
-    candidates = [Calibrator(method, model, before, float("nan")) for method, model in fitted.items()]
-    for candidate in candidates:
-        candidate.holdout_brier_after = float(brier_score_loss(y_hold, candidate.predict(p_hold)))
-    best = min(candidates, key=lambda candidate: candidate.holdout_brier_after)
-    return best if best.holdout_brier_after < before else None
+    auc_before = probability_metrics(y_hold, p_hold)["auc"]
+    candidates = []
+    for method, model in fitted.items():
+        candidate = Calibrator(method, model, before, float("nan"))
+        calibrated = candidate.predict(p_hold)
+        candidate.holdout_brier_after = float(brier_score_loss(y_hold, calibrated))
+        if not probability_metrics(y_hold, calibrated)["auc"] < auc_before - 1e-9:  # NaN AUC: one class, keep
+            candidates.append(candidate)
+    best = min(candidates, key=lambda candidate: candidate.holdout_brier_after, default=None)
+    return best if best is not None and best.holdout_brier_after < before else None

@@ -95,6 +95,19 @@ def test_calibration_is_kept_when_it_improves_the_holdout_brier():
     assert roc_auc_score(hold_labels, calibrated) == pytest.approx(roc_auc_score(hold_labels, hold_scores), abs=0.01)
 
 
+def test_a_calibration_that_ranks_worse_is_never_kept():
+    """Saturated scores (every truth above 1/3 shows as 1): isotonic's steps would win on Brier and tie
+    customers apart; what is kept ranks exactly as the raw scores do."""
+    saturated = lambda p: np.clip(p * 3, 0, 1)  # noqa: E731
+    for seed in range(20, 26):
+        fit_labels, fit_scores = _outcomes(200, seed, saturated)
+        hold_labels, hold_scores = _outcomes(2000, seed + 100, saturated)
+        calibrator = choose_calibration(fit_labels, fit_scores, hold_labels, hold_scores)
+        assert calibrator is not None and calibrator.holdout_brier_after < calibrator.holdout_brier_before
+        kept = roc_auc_score(hold_labels, calibrator.predict(hold_scores))
+        assert kept >= roc_auc_score(hold_labels, hold_scores) - 1e-9, (seed, calibrator.method)
+
+
 def test_calibration_is_dropped_when_it_does_not_help():
     """Scores already calibrated: a map fitted on 300 rows only adds noise, and the holdout shows it."""
     fit_labels, fit_scores = _outcomes(300, 6)
