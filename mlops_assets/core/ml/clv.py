@@ -34,6 +34,8 @@ shrunk toward the shop's by one pseudo-order of the shop's mean.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass, field
 from datetime import date
@@ -144,7 +146,8 @@ def _fit_spend(snapshot: pd.DataFrame) -> tuple[dict[str, float] | None, str | N
     if rows.sum() < MIN_SPEND_REPEATERS:
         return None, f"{int(rows.sum())} repeat customers with spend, Gamma-Gamma needs {MIN_SPEND_REPEATERS}"
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # lifetimes prints the optimizer's whole result before raising ConvergenceError: keep it out of the CLI
+        with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             params = GammaGammaFitter().fit(repeats[rows], repeat_mean[rows]).params_
     except (ValueError, ArithmeticError) as error:  # LinAlgError is a ValueError
