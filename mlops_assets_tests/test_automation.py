@@ -5,8 +5,14 @@ from datetime import date
 import dagster as dg
 
 from mlops_assets.automation.batching import tenant_runs
-from mlops_assets.automation.decisions import partition_changes, sync_tenant_partitions
+from mlops_assets.automation.decisions import (
+    FRESH_MODEL_DAYS,
+    cycle_requests,
+    partition_changes,
+    sync_tenant_partitions,
+)
 from mlops_assets.automation.sensors import tenant_registry_sensor
+from mlops_assets.batching import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
 from mlops_assets.partitions import TENANTS, tenant_and_day, tenant_day_key
 from mlops_assets.resources import TenantRegistryResource
@@ -71,3 +77,25 @@ def test_partition_keys_round_trip():
     key = tenant_day_key("acme", date(2026, 1, 10))
     assert str(key) == "2026-01-10|acme"
     assert tenant_and_day("2026-01-10|acme") == ("acme", date(2026, 1, 10))
+
+
+def test_the_weekly_retrain_leaves_out_tenants_whose_model_is_days_old(tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    registry = TenantRegistry(url)
+    register(registry, "fresh", "new", "old", "signing-up")
+    instance = dg.DagsterInstance.ephemeral()
+    sync_tenant_partitions(instance, registry)
+    sunday = date(2026, 11, 22)
+    decided = {"fresh": date(2026, 11, 20), "new": date(2026, 11, 19), "old": date(2026, 11, 15)}
+    for tenant_id, day in decided.items():
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("production_model", partition=str(tenant_day_key(tenant_id, day)))
+        )
+
+    def ranges(cycle):
+        return [(request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG])
+                for request in cycle_requests(cycle, instance, registry, sunday)]  # fmt: skip
+
+    assert ranges("daily") == [("2026-11-22|fresh", "2026-11-22|old")]  # every onboarded tenant
+    assert ranges("weekly") == [("2026-11-22|new", "2026-11-22|old")]  # fresh: decided on 2 days ago
+    assert FRESH_MODEL_DAYS == 3

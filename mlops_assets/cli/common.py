@@ -49,6 +49,9 @@ def instance():
     """The Dagster instance of this profile: $DAGSTER_HOME, or $MLOPS_HOME/dagster for local use."""
     import dagster as dg
 
+    from mlops_assets.core.warehouse.local_sqlite import keep_wal_databases_open
+
+    keep_wal_databases_open()
     home = settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     instance_yaml = home / "dagster.yaml"
