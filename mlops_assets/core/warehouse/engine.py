@@ -171,6 +171,24 @@ released_orders_table = sa.Table(
     sa.Column("released_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Each customer's orders for the dashboard and the API (revision 0010), which read the warehouse, never the lake:
+# the latest version of every order the lake's raw order assets hold, quarantined ones excepted.
+customer_orders_table = sa.Table(
+    "customer_orders",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("order_id", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("ordered_at", sa.DateTime(timezone=True), nullable=False),  # the order's created_at
+    sa.Column("total", sa.Float, nullable=False),  # total_price, in the tenant's currency
+    sa.Column("refunded", sa.Float, nullable=False),  # total_refunded so far
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),  # the version: a newer one replaces it
+    sa.Column("lake_day", sa.Date),  # the day partition holding this version; NULL: the history sweep
+    sa.Index("customer_orders_by_customer", "tenant_id", "customer_id", "ordered_at"),
+    sa.Index("customer_orders_by_lake_day", "tenant_id", "lake_day"),
+)
+
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 

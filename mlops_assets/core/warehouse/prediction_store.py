@@ -25,6 +25,7 @@ from mlops_assets.core.warehouse.engine import (
     TARGET_COLUMNS,
     Bindable,
     api_keys_table,
+    customer_orders_table,
     engine_for,
     monitoring_days_table,
     prediction_batches_table,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # the API server reads through this module and never needs pa
     import pandas as pd
 
 P, B, K, M = predictions_table, prediction_batches_table, api_keys_table, monitoring_days_table
+ORD = customer_orders_table
 PG_COPY_TYPES = [
     "text", "text", "date", "float8", "text", "int4", "float8", "text", "text", "text", "text", "timestamptz", "text",
     "float8", "float8", "float8", "float8", "date", "text",
@@ -171,6 +173,13 @@ def read_partition(warehouse_url: str, tenant_id: str, as_of: date) -> pd.DataFr
         return pd.DataFrame(conn.execute(query).mappings().all(), columns=PREDICTION_COLUMNS)
 
 
+def _in_zone(order: dict, zone: ZoneInfo) -> dict:
+    """An order's times as UTC (SQLite hands them back without an offset) and its day in the tenant's timezone."""
+    utc = {name: None if order[name] is None else order[name].replace(tzinfo=order[name].tzinfo or UTC)
+           for name in ("ordered_at", "cancelled_at")}  # fmt: skip
+    return {**order, **utc, "order_date": utc["ordered_at"].astimezone(zone).date()}
+
+
 class PredictionReader(Bindable):
     """Tenant-scoped reads for the API and the dashboard (one pooled engine per process)."""
 
@@ -238,6 +247,29 @@ class PredictionReader(Bindable):
             .limit(limit)
         )
         return list(reversed(self._rows(query)))
+
+    def orders(self, tenant_id: str, customer_id: str, limit: int = 50) -> dict:
+        """A customer's order history: `count` and `net_total` (spend less refunds, cancelled orders left out) over
+        every order, and the newest `limit` as `items`, each with its day in the tenant's timezone (two index reads
+        however many orders the customer has)."""
+        validate_tenant_id(tenant_id)
+        mine = (ORD.c.tenant_id == tenant_id, ORD.c.customer_id == customer_id)
+        zone = sa.select(tenants_table.c.timezone).where(tenants_table.c.tenant_id == tenant_id).scalar_subquery()
+        net = sa.case((ORD.c.cancelled_at.is_(None), ORD.c.total - ORD.c.refunded), else_=0.0)
+        summary = sa.select(
+            sa.func.count().label("count"), sa.func.coalesce(sa.func.sum(net), 0.0).label("net_total"),
+            zone.label("timezone"),
+        ).where(*mine)  # fmt: skip
+        newest = (
+            sa.select(ORD.c.order_id, ORD.c.ordered_at, ORD.c.total, ORD.c.refunded, ORD.c.cancelled_at)
+            .where(*mine)
+            .order_by(ORD.c.ordered_at.desc(), ORD.c.order_id.desc())
+            .limit(limit)
+        )
+        found = self._rows(summary)[0]
+        local = ZoneInfo(found.pop("timezone") or "UTC")
+        items = [_in_zone(row, local) for row in self._rows(newest)] if found["count"] else []
+        return {**found, "net_total": float(found["net_total"]), "items": items}
 
     def terms(self, tenant_id: str) -> dict:
         """The units of a tenant's targets: its horizon in days and its currency (None for a tenant
