@@ -44,15 +44,10 @@ def _utc(values: pd.Series) -> list[datetime | None]:
 
 def order_rows(tenant_id: str, frame: pd.DataFrame, lake_day: date | None) -> list[dict]:
     """The orders of a lake frame (`records.ORDERS_SCHEMA`) that belong in a customer's history: placed by an
-    identified customer, not test orders; one row per order (a lake file holds one version of each)."""
+    identified customer, not test orders; the newest version of each (the history sweep keeps one per day)."""
     keep = frame["customer_id"].notna() & ~frame["is_test"].fillna(False).astype(bool)
-    orders = frame.loc[keep]
-    if orders["order_id"].duplicated().any():
-        duplicated = sorted(orders.loc[orders["order_id"].duplicated(), "order_id"])[:3]
-        raise ValueError(
-            f"tenant {tenant_id} {lake_day or 'history'}: order_id {duplicated} appear twice in one lake file "
-            "(fix: screening keeps the latest version of each order; re-run the partition's ingestion)"
-        )
+    orders = frame.loc[keep].sort_values(["order_id", "updated_at"], kind="stable")
+    orders = orders.drop_duplicates("order_id", keep="last")
     columns = {
         "order_id": orders["order_id"].astype(str).tolist(),
         "customer_id": orders["customer_id"].astype(str).tolist(),

@@ -87,10 +87,11 @@ def test_tests_anonymous_orders_and_other_tenants_stay_out(warehouse_url):
     assert forget_orders(warehouse_url, "globex") == 2 and stored(warehouse_url, "globex") == {}
 
 
-def test_two_versions_of_an_order_in_one_file_are_refused_naming_the_tenant_and_fix(warehouse_url):
-    frame = lake_file(order("1"), order("1", updated=PLACED + timedelta(hours=1)))
-    with pytest.raises(ValueError, match=r"tenant acme 2026-10-20: order_id \['1'\] appear twice.*fix"):
-        write_orders(warehouse_url, "acme", frame, DAY)
+def test_of_two_versions_in_one_file_the_newer_counts(warehouse_url):
+    """The history sweep keeps one version of an order per day it was updated on."""
+    refunded = order("1", refunded=10.0, updated=PLACED + timedelta(days=3))
+    write_orders(warehouse_url, "acme", lake_file(refunded, order("1")), None)
+    assert stored(warehouse_url)["1"]["refunded"] == 10.0
 
 
 def test_the_reader_pages_newest_first_with_totals_in_the_tenants_timezone(warehouse_url):
