@@ -110,6 +110,27 @@ class ModelCard(BaseModel):
     targets: TargetsSummary | None = Field(description="null on days predicted before these targets existed")
 
 
+class Order(BaseModel):
+    """One order in its latest known version (a refund or a cancellation revises it)."""
+
+    order_id: str
+    ordered_at: datetime = Field(description="when it was placed (UTC)")
+    order_date: date = Field(description="the day it was placed, in the tenant's timezone")
+    total: float = Field(description="the order's total, tenant currency")
+    refunded: float = Field(description="refunded of it so far, tenant currency")
+    cancelled_at: datetime | None = Field(description="when it was cancelled (UTC); null when it was not")
+
+
+class CustomerOrders(BaseModel):
+    """A customer's order history as ingested (quarantined orders are left out until an operator releases them)."""
+
+    customer_id: str
+    currency: str | None = Field(description="ISO 4217 code of every amount")
+    count: int = Field(description="all of the customer's orders, cancelled ones included")
+    net_total: float = Field(description="spend less refunds over the orders not cancelled, tenant currency")
+    items: list[Order] = Field(description="the newest `limit` orders, newest first")
+
+
 async def connection(request: Request) -> AsyncIterator[sa.Connection]:
     """One pooled connection for all of a request's queries (a checkout costs a round trip or two).
 
@@ -224,6 +245,22 @@ async def customer_prediction(
         batch = day_or_latest(reader, Principal(*principal), as_of)
         raise HTTPException(404, f"no prediction for this customer on {batch['as_of_date'].isoformat()}")
     return as_prediction(row)
+
+
+@router.get("/v1/customers/{customer_id}/orders", response_model=CustomerOrders, tags=["customers"])
+async def customer_orders(
+    request: Request,
+    conn: Connection,
+    principal: Tenant,
+    customer_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+    limit: Annotated[int, Query(ge=1, le=500, description="how many of the newest orders to list")] = 50,
+) -> CustomerOrders:
+    """One customer's orders, newest first, with their count and net total (index reads, whatever the count)."""
+    reader = request.app.state.reader.using(conn)
+    history = reader.orders(principal.tenant_id, customer_id, limit)
+    if not history["count"]:
+        raise HTTPException(404, "no orders of this customer (a customer's orders appear once their day is ingested)")
+    return CustomerOrders(customer_id=customer_id, currency=reader.terms(principal.tenant_id)["currency"], **history)
 
 
 def list_filters(

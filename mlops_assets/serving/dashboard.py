@@ -1,8 +1,8 @@
 """The tenant dashboard: overview, customer list with filters and CSV export, customer page.
 
-Every target of a prediction (issue 16) is shown beside the reasons; days predicted before the
-targets existed show "not predicted", and a model version without a backtest per target shows
-"not measured".
+Every target of a prediction (issue 16) is shown beside the reasons and the customer's own orders;
+days predicted before the targets existed show "not predicted", and a model version without a
+backtest per target shows "not measured".
 
 Server-rendered (Jinja2, inline SVG charts, one shipped stylesheet): it works offline and without
 JavaScript. Login takes the tenant's API key once and keeps an HttpOnly, SameSite=Strict session
@@ -33,6 +33,7 @@ BANDS = ("high", "medium", "low")  # churn-risk bands, and spend tiers by the sa
 BAND_COLORS = ["#c0392b", "#e67e22", "#27ae60"]
 TIER_COLORS = ["#1f4e79", "#3b6ea5", "#9ab8d8"]
 PAGE_SIZE = 50
+ORDERS_SHOWN = 50  # a customer's newest orders on their page; the count and the net total cover every order
 CSV_COLUMNS = [
     "customer_id", "as_of_date", "repurchase_probability", "risk_band", "rank", "percentile", "expected_orders",
     "expected_revenue", "clv_365d", "churn_probability", "expected_next_order_date", "spend_tier", "model_version",
@@ -363,6 +364,7 @@ def customer(
         return page(request, "customer.html", principal, 404, customer_id=customer_id, row=None)
     history = reader.customer_history(principal.tenant_id, customer_id)
     terms = reader.terms(principal.tenant_id)
+    orders = reader.orders(principal.tenant_id, customer_id, ORDERS_SHOWN)
     return page(
         request,
         "customer.html",
@@ -372,6 +374,7 @@ def customer(
         terms=terms,
         horizon=horizon(terms),
         reasons=reasons(row),
+        orders=orders,
         history=history,
         history_chart=charts.line(
             [(h["as_of_date"].isoformat(), h["repurchase_probability"]) for h in history],
