@@ -159,16 +159,18 @@ def latest_prediction_days(warehouse_url: str) -> dict[str, date]:
         return dict(conn.execute(query).all())
 
 
-def read_partition(warehouse_url: str, tenant_id: str, as_of: date) -> pd.DataFrame:
+def read_partition(warehouse_url: str, tenant_id: str, as_of: date, columns: list[str] | None = None) -> pd.DataFrame:
+    """A tenant-day's rows in rank order: every column, or only `columns` (a monitoring step's few)."""
     import pandas as pd
 
+    columns = columns or PREDICTION_COLUMNS
     query = (
-        sa.select(*(P.c[name] for name in PREDICTION_COLUMNS))
+        sa.select(*(P.c[name] for name in columns))
         .where(P.c.tenant_id == validate_tenant_id(tenant_id), P.c.as_of_date == as_of)
         .order_by(P.c.rank)
     )
     with engine_for(warehouse_url).connect() as conn:
-        return pd.DataFrame(conn.execute(query).mappings().all(), columns=PREDICTION_COLUMNS)
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=columns)
 
 
 class PredictionReader(Bindable):
