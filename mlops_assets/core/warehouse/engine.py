@@ -124,8 +124,8 @@ api_keys_table = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
 
-# The targets monitored beside repurchase_probability, with their realized metrics' short names
-# (probabilities: AUC and Brier; amounts: normalized Gini, MAE, aggregate bias = sum predicted / sum actual).
+# The targets monitored beside repurchase_probability, with their realized metrics' short names, the ranking
+# metric first (probabilities: AUC, Brier; amounts: normalized Gini, MAE, aggregate bias = sum predicted / actual).
 MONITORED_TARGETS = {
     "churn_probability": ("auc", "brier"),
     "expected_orders": ("gini", "mae", "bias"),

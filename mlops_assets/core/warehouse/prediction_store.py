@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from mlops_assets.core.tenants.health import Freshness, freshness
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.warehouse.engine import (
+    MONITORED_TARGETS,
     PREDICTION_COLUMNS,
     TARGET_COLUMNS,
     Bindable,
@@ -29,6 +30,7 @@ from mlops_assets.core.warehouse.engine import (
     monitoring_days_table,
     prediction_batches_table,
     predictions_table,
+    realized_column,
     tenants_table,
 )
 
@@ -142,6 +144,23 @@ def record_monitoring(warehouse_url: str, tenant_id: str, as_of: date, **values)
         merged = {**(dict(row) if row else {"tenant_id": tenant_id, "as_of_date": as_of}), **clean}
         conn.execute(M.delete().where(*key))
         conn.execute(M.insert().values(**{**merged, "updated_at": datetime.now(UTC)}))
+
+
+# Per target, the monitoring column of the metric its backtest grades (the first of MONITORED_TARGETS').
+RANKING_COLUMNS = {
+    "repurchase_probability": "realized_auc",
+    **{name: realized_column(name, metrics[0]) for name, metrics in MONITORED_TARGETS.items()},
+}
+
+
+def latest_realized(monitored: list[dict], through: date | None = None) -> dict[str, float]:
+    """Per target, its latest realized AUC (probabilities) or normalized Gini (amounts) in monitoring summaries
+    (oldest first) of days up to `through`: what the holdout figure of the model card is compared with."""
+    found = {}
+    for row in monitored:
+        if through is None or row["as_of_date"] <= through:
+            found.update({name: row[column] for name, column in RANKING_COLUMNS.items() if row[column] is not None})
+    return found
 
 
 def refresh_statistics(warehouse_url: str) -> None:
