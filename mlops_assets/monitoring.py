@@ -374,9 +374,10 @@ def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:
             kinds={"evidently", "parquet"},
             ins={"customer_features": dg.AssetIn(), "predictions": dg.AssetIn()},
             check_specs=[check.spec("drift_report") for check in DRIFT_CHECKS],
-            description="Evidently data drift of the day's feature snapshot and scores against the reference kept "
-            "with the model that scored them (its training cutoff's snapshot); per-feature scores in metadata, and "
-            "on alarm days Evidently's HTML report in the lake (`report`).",
+            description="Evidently data drift of the day's feature snapshot and every served target's scores "
+            "against the reference kept with the model that scored them (its training cutoff's snapshot); "
+            "per-feature scores and per-target PSI in metadata, and on alarm days Evidently's HTML report in the "
+            "lake (`report`).",
         )(drift_report),
         dg.asset(
             **partitions.asset(GROUP),
@@ -385,6 +386,7 @@ def build_assets(partitions: TenantDayPartitions) -> list[dg.AssetsDefinition]:
             check_specs=[check.spec("realized_performance") for check in PERFORMANCE_CHECKS],
             description="Once labels mature: AUC, Brier and top-decile precision of the predictions made H days "
             "before this day against what customers did; during probation also of the replaced version on the "
-            "same snapshot.",
+            "same snapshot. Beside it every target's: normalized Gini, MAE and bias of expected orders and revenue "
+            "(H days), churn AUC/Brier and CLV Gini/MAE/bias of the predictions made 365 days before.",
         )(realized_performance),
     ]
