@@ -49,7 +49,7 @@ STAGE_CHECKS = {
         "model_recorded": True,
     },
     "drift_report": {"feature_drift": False, "prediction_drift": False},
-    "realized_performance": {"performance_floor": False, "beats_predecessor": False},
+    "realized_performance": {"performance_floor": False, "target_floor": False, "beats_predecessor": False},
 }
 # Every asset also carries the run's verdict (non-blocking): `isolation.run_verdict`.
 EXPECTED_CHECKS = {asset: {**checks, "tenant_days_succeeded": False} for asset, checks in STAGE_CHECKS.items()}

@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, Field
 
 from mlops_assets.core.tenants.api_keys import Principal, key_digest
-from mlops_assets.core.warehouse.prediction_store import PredictionReader
+from mlops_assets.core.warehouse.prediction_store import PredictionReader, latest_realized
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -108,6 +108,11 @@ class ModelCard(BaseModel):
     horizon_days: int | None = Field(description="H: the days expected_orders and expected_revenue cover")
     currency: str | None = Field(description="ISO 4217 code of every amount")
     targets: TargetsSummary | None = Field(description="null on days predicted before these targets existed")
+    realized: dict[str, float] = Field(
+        description="by target name, the latest realized figure of the metric its backtest grades (AUC for "
+        "probabilities, normalized Gini for amounts) once outcomes are known: H days after the predictions, 365 "
+        "for churn_probability and clv_365d; a target without one is absent"
+    )
 
 
 class Order(BaseModel):
@@ -316,9 +321,12 @@ def list_predictions(
 @router.get("/v1/model", response_model=ModelCard, tags=["model"])
 async def model(request: Request, conn: Connection, principal: Tenant) -> ModelCard:
     """The model behind the latest predictions, with its holdout metrics and the baseline's, each target's
-    backtest, the units of the amounts, and whether those predictions are stale."""
+    backtest and latest realized figure, the units of the amounts, and whether those predictions are stale."""
     reader = request.app.state.reader.using(conn)
     batch = day_or_latest(reader, principal, None)
     fresh = reader.freshness(principal.tenant_id, datetime.now(UTC))
     terms = reader.terms(principal.tenant_id)
-    return ModelCard(**batch, **terms, metrics=batch["model_metrics"], stale=fresh.stale, stale_since=fresh.since)
+    realized = latest_realized(reader.monitoring(principal.tenant_id), batch["as_of_date"])
+    return ModelCard(
+        **batch, **terms, metrics=batch["model_metrics"], stale=fresh.stale, stale_since=fresh.since, realized=realized
+    )

@@ -24,6 +24,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from mlops_assets.core.tenants.api_keys import Principal
+from mlops_assets.core.warehouse.engine import MONITORED_TARGETS
+from mlops_assets.core.warehouse.prediction_store import latest_realized
 from mlops_assets.serving import charts
 from mlops_assets.serving.api import Connection
 
@@ -182,7 +184,11 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
         terms=terms,
         horizon=horizon(terms),
         targets=targets,
-        quality=quality_rows((batch["targets"] or {}).get("quality") or {}, horizon(terms)),
+        quality=quality_rows(
+            (batch["targets"] or {}).get("quality") or {},
+            horizon(terms),
+            latest_realized(monitored, batch["as_of_date"]),
+        ),
         tier_chart=charts.bars([tiers[t] for t in BANDS], [f"{t} spend" for t in BANDS], "spend tiers", TIER_COLORS)
         if tiers
         else None,
@@ -201,6 +207,7 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
             "share of customers at high churn risk",
         ),
         drift=drift,
+        target_psi=[(name, TARGET_LABELS[name].format(horizon=horizon(terms)).lower()) for name in MONITORED_TARGETS],
         realized=realized[-1] if realized else None,
         realized_chart=charts.line(
             [(m["as_of_date"].isoformat(), m["realized_auc"]) for m in realized], "realized AUC", 0.0, 1.0
@@ -221,13 +228,15 @@ def lift(deciles: list[dict]) -> list[float]:
     return [d["observed"] / base for d in sorted(deciles, key=lambda d: -d["decile"])] if base > 0 else []
 
 
-def quality_rows(quality: dict, horizon_text: str) -> list[dict]:
-    """Per target: its holdout metric beside the baseline's, the grade, lift by decile and (probabilities)
-    a calibration chart, served model beside baseline; `measured` False says "not measured"."""
+def quality_rows(quality: dict, horizon_text: str, realized: dict[str, float] | None = None) -> list[dict]:
+    """Per target: its holdout metric beside the baseline's and the latest realized one (`realized`), the grade,
+    lift by decile and (probabilities) a calibration chart, served model beside baseline; `measured` False says
+    "not measured"."""
     rows = []
     for name, label in TARGET_LABELS.items():
         found = quality.get(name)
-        row = {"name": name, "label": label.format(horizon=horizon_text), "measured": bool(found), "q": found}
+        row = {"name": name, "label": label.format(horizon=horizon_text), "measured": bool(found), "q": found,
+               "realized": (realized or {}).get(name)}  # fmt: skip
         if found:
             both = {"model": found.get("deciles") or [], "baseline": found.get("baseline_deciles") or []}
             lifts = {series: lift(deciles) for series, deciles in both.items()}

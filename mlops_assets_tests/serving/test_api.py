@@ -408,7 +408,9 @@ def test_dashboard_shows_the_tenants_own_drift_and_realized_performance(world):
     record_monitoring(
         url, SERVED_TENANT, TEST_END, predicted_on=TEST_END - timedelta(days=30), realized_model_version="2",
         realized_auc=0.8123, realized_brier=0.1, top_decile_precision=0.61, holdout_auc=float("nan"),
+        realized_expected_revenue_gini=0.4123, realized_expected_revenue_bias=1.1, clv_365d_psi=0.0456,
     )  # fmt: skip
+    record_monitoring(url, SERVED_TENANT, TEST_END - timedelta(days=1), realized_clv_365d_gini=0.3)
     assert PredictionReader(url).monitoring(SERVED_TENANT)[-1]["drift_alarms"] == "feature_drift", (
         "merged, not replaced"
     )
@@ -416,6 +418,13 @@ def test_dashboard_shows_the_tenants_own_drift_and_realized_performance(world):
     page = client.get("/dashboard").text
     assert 'data-testid="drift-status">alarm (feature_drift)' in page and "spend_7d, last_order_value" in page
     assert 'data-testid="realized-auc">0.812<' in page and "holdout n/a" in page
+    assert 'data-testid="psi-clv_365d">0.046<' in page and 'data-testid="psi-expected_orders"' not in page
+    realized = {"repurchase_probability": "0.812", "expected_revenue": "0.412", "clv_365d": "0.300"}
+    for name, shown in realized.items():
+        assert f'data-testid="realized-{name}">{shown}<' in page, "each target's latest realized figure"
+    assert 'data-testid="realized-churn_probability"><span class="muted">not yet<' in page
+    card = get(world, "/v1/model").json()
+    assert card["realized"] == {"repurchase_probability": 0.8123, "expected_revenue": 0.4123, "clv_365d": 0.3}
     earlier = client.get("/dashboard", params={"date": (TEST_END - timedelta(days=1)).isoformat()}).text
     assert "No drift report for this day yet" in earlier
     client.post("/logout")
