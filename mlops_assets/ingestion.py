@@ -32,6 +32,7 @@ from mlops_assets.core.sources.ingest import (
 from mlops_assets.core.sources.records import SCHEMAS
 from mlops_assets.core.sources.screening import PartitionContext, Screened, screen
 from mlops_assets.core.sources.shopify import ShopifyClient
+from mlops_assets.core.warehouse.customer_orders import write_orders
 from mlops_assets.core.warehouse.quarantine_ledger import IngestionDay, QuarantineLedger
 from mlops_assets.partitions import TenantDayPartitions, tenant_partitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
@@ -122,6 +123,9 @@ def raw_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDefini
             meta = {"tenant": part.tenant_id, "source": tenant.source_kind, **_balance(screened)}
             if not part.blocked:  # a blocked partition keeps its last written state: lake file, quarantine, ledger
                 meta.update(store_quarantine(root, name, part.tenant_id, part.day, screened.quarantine))
+                if resource == "orders":  # the dashboard's and API's copy, as the lake file will hold them
+                    meta["customer_orders"] = write_orders(tenants.warehouse_url, part.tenant_id, screened.frame,
+                                                           part.day)  # fmt: skip
                 recorded.append(IngestionDay(part.tenant_id, name, part.day, screened.rows_read,
                                              len(screened.frame), screened.by_reason))  # fmt: skip
             part.add_metadata({**meta, **ingested.stats.as_metadata()})
@@ -195,6 +199,8 @@ def history_asset(resource: str, partitions: TenantDayPartitions) -> dg.AssetsDe
                 meta.update(store_history_quarantine(root, name, tenant_id, whole.quarantine))
                 meta.update(rows=written["rows"], digest=written["digest"], path=dg.MetadataValue.path(written["path"]))
                 ledger.replace(tenant_id, name, _sweep_ledger(tenant_id, name, before, screened))
+                if resource == "orders":
+                    meta["customer_orders"] = write_orders(tenants.warehouse_url, tenant_id, whole.frame, None)
             part.add_metadata(
                 {
                     **meta,

@@ -49,7 +49,7 @@ STAGE_CHECKS = {
         "model_recorded": True,
     },
     "drift_report": {"feature_drift": False, "prediction_drift": False},
-    "realized_performance": {"performance_floor": False, "beats_predecessor": False},
+    "realized_performance": {"performance_floor": False, "target_floor": False, "beats_predecessor": False},
 }
 # Every asset also carries the run's verdict (non-blocking): `isolation.run_verdict`.
 EXPECTED_CHECKS = {asset: {**checks, "tenant_days_succeeded": False} for asset, checks in STAGE_CHECKS.items()}
@@ -81,6 +81,33 @@ def write_history(root, tenant_id, shop):
     days = split_by_day(shop.raw_orders(), shop.spec.timezone)
     frame = pd.concat([days[day] for day in sorted(days)], ignore_index=True)
     lake.write_frame(lake.history_path(root, "raw_orders_history", tenant_id, max(days)), frame, ORDERS_SCHEMA)
+
+
+def customer_orders(warehouse_url, tenant_id) -> dict[str, tuple[str, float, float]]:
+    """The warehouse's copy of a tenant's orders: order id -> (customer id, total, refunded)."""
+    import sqlalchemy as sa
+
+    from mlops_assets.core.warehouse.engine import customer_orders_table as table
+    from mlops_assets.core.warehouse.engine import engine_for
+
+    query = sa.select(table.c.order_id, table.c.customer_id, table.c.total, table.c.refunded).where(
+        table.c.tenant_id == tenant_id
+    )
+    with engine_for(warehouse_url).connect() as conn:
+        return {order_id: (customer, total, refunded) for order_id, customer, total, refunded in conn.execute(query)}
+
+
+def lake_customer_orders(root, tenant_id) -> dict[str, tuple[str, float, float]]:
+    """What the lake's order files hold of the same: the newest version of each identified, non-test order."""
+    from mlops_assets.core.lake.history import history_files, read_orders
+
+    orders = read_orders(history_files(root, tenant_id))
+    orders = orders.loc[orders["customer_id"].notna() & ~orders["is_test"].fillna(False).astype(bool)]
+    latest = orders.sort_values(["order_id", "updated_at"], kind="stable").drop_duplicates("order_id", keep="last")
+    return {
+        row.order_id: (row.customer_id, float(row.total_price), float(row.total_refunded or 0.0))
+        for row in latest.itertuples()
+    }
 
 
 def lake_digests(lake_config):

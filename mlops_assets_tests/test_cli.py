@@ -13,7 +13,7 @@ import requests
 
 from mlops_assets.core.warehouse.quarantine_ledger import IngestionDay, QuarantineLedger
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
-from mlops_assets_tests.helpers import free_port, mlops, wait_until
+from mlops_assets_tests.helpers import customer_orders, free_port, mlops, wait_until
 
 
 def partitions(home):
@@ -89,11 +89,15 @@ def test_ingest_a_file_tenant_then_purge(mlops_home):
         f"date={(yesterday - timedelta(days=k)).isoformat()}" for k in (2, 1, 0)
     ]
     assert "raw_orders.currency_matches_tenant" in result.output
-    ledger = QuarantineLedger(f"sqlite:///{mlops_home / 'warehouse.db'}")
+    warehouse = f"sqlite:///{mlops_home / 'warehouse.db'}"
+    ledger = QuarantineLedger(warehouse)
     ledger.record(IngestionDay("umbrella", "raw_orders", yesterday, 5, 4, {"extreme_outlier": 1}))
     ledger.release("umbrella", "1001", "extreme_outlier", "ops")
+    held = len(customer_orders(warehouse, "umbrella"))
+    assert held > 0, "the ingested days' orders are in the warehouse"
     purged = mlops("tenants", "remove", "umbrella", "--purge")
     assert purged.exit_code == 0 and not lake_dir.exists()
+    assert f"its {held} customer orders" in purged.output and customer_orders(warehouse, "umbrella") == {}
     assert ledger.days("umbrella") == [] and ledger.releases("umbrella") == [], "the ledger forgot the tenant"
 
 

@@ -17,7 +17,7 @@ from mlops_assets.partitions import TENANTS, TenantDayPartitions
 from mlops_assets.resources import LakeResource, ShopApiResource, TenantRegistryResource
 from mlops_assets.sim.shop_emulator import Faults
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop
-from mlops_assets_tests.helpers import lake_digests
+from mlops_assets_tests.helpers import customer_orders, lake_customer_orders, lake_digests
 
 PARTITIONS = TenantDayPartitions.of(defs())
 RAW_ASSETS = [raw_asset(resource, PARTITIONS) for resource in ("orders", "customers")]
@@ -167,6 +167,10 @@ def test_malformed_records_are_quarantined_and_counted(tmp_path, shops, emulator
     updated_that_day = ((orders["updated_at"] >= start) & (orders["updated_at"] < end)).sum()
     assert meta["raw_orders"]["rows"] + quarantined == updated_that_day, "nothing is silently dropped"
     assert meta["raw_orders"]["rows_read"] == updated_that_day
+    in_warehouse = customer_orders(warehouse, "acme")
+    assert in_warehouse == lake_customer_orders(lake.lake_root(lake_config["url"]), "acme") and in_warehouse
+    assert meta["raw_orders"]["customer_orders"] == len(in_warehouse)
+    assert not set(stored["record_id"]) & set(in_warehouse), "no quarantined order reaches the warehouse"
 
 
 def test_a_wrong_tenant_currency_quarantines_every_order_and_blocks_only_that_tenant_day(

@@ -246,3 +246,51 @@ def test_schedules_request_batched_runs_for_onboarded_tenants(calendar):
         assert request.job_name == job_name and request.run_key.endswith(f"{LAST}-{TENANT}-{TENANT}")
         assert request.tags["dagster/asset_partition_range_start"] == f"{LAST}|{TENANT}"
         assert request.tags["dagster/asset_partition_range_end"] == f"{LAST}|{TENANT}"
+
+
+def test_every_target_is_monitored_and_a_failing_year_target_is_named_without_a_retrain(calendar):
+    """Drift and realized figures per target from the calendar's runs; then predictions planted 365 days before
+    the last day (churn a constant 0.5) give churn and CLV realized figures, and churn fails `target_floor` by
+    name without asking for a retrain (that version is a year old)."""
+    from mlops_assets.automation.batching import run_in_process, tenant_days_tags
+    from mlops_assets.core.ml.scoring import batch_summary
+    from mlops_assets.core.monitoring.drift import DRIFT_TARGETS
+    from mlops_assets.core.warehouse.prediction_store import PredictionReader, read_partition, write_partition
+    from mlops_assets.definitions import build_defs
+
+    instance, settings, url = calendar["instance"], calendar["settings"], calendar["settings"].warehouse_url
+    drift = _metadata(instance, "drift_report")
+    served = {day: meta for day, meta in drift.items() if meta["model_version"] != calendar["planted"]}
+    assert served and all(set(meta["target_psi"]) == set(DRIFT_TARGETS) for meta in served.values()), served
+    assert {meta["unmeasured_targets"] for meta in served.values()} == {"none"}
+    planted = [meta for meta in drift.values() if meta["model_version"] == calendar["planted"]]
+    assert all(meta["unmeasured_targets"].startswith("churn_probability") for meta in planted), "no value model"
+    realized = {day: m for day, m in _metadata(instance, "realized_performance").items() if m["status"] == "evaluated"}
+    assert all({"expected_orders", "expected_revenue"} <= set(m["realized_targets"]) for m in realized.values())
+    summaries = PredictionReader(url).monitoring(TENANT)
+    evaluated = [s for s in summaries if s["realized_auc"] is not None]
+    assert evaluated and all(s["realized_expected_revenue_gini"] is not None for s in evaluated)
+    assert all(s["expected_revenue_psi"] is not None for s in summaries if s["model_version"] != calendar["planted"])
+    assert {s["year_predicted_on"] for s in summaries} == {None}, "nobody predicted a year before the window"
+
+    year_day = LAST - timedelta(days=365)
+    frame = read_partition(url, TENANT, LAST - timedelta(days=7)).assign(as_of_date=year_day, churn_probability=0.5)
+    write_partition(url, TENANT, year_day, frame, batch_summary(frame), "planted-by-test")
+    job = build_defs(settings).resolve_implicit_global_asset_job_def()
+    result = run_in_process(
+        job, instance, tenant_days_tags(LAST, LAST, TENANT, TENANT), "WARNING",
+        asset_selection=[dg.AssetKey("realized_performance")],
+    )  # fmt: skip
+    assert result.success
+    meta = _metadata(instance, "realized_performance")[LAST.isoformat()]
+    assert meta["year_predicted_on"] == year_day.isoformat()
+    assert meta["realized_targets"]["churn_probability"]["auc"] == 0.5
+    assert meta["target_problems"] == "churn_probability: realized AUC 0.500 is below the floor 0.6"
+    assert "target_floor" not in meta["alarms"], "a year-old version's miss asks for no retrain"
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "target_floor"]
+    assert not check.passed and "churn_probability" in str(check.metadata["failures"].value)
+    row = {s["as_of_date"]: s for s in PredictionReader(url).monitoring(TENANT)}[LAST]
+    assert row["year_predicted_on"] == year_day and row["realized_churn_probability_auc"] == 0.5
+    assert row["realized_clv_365d_gini"] is not None and row["target_alarms"] == "churn_probability"
+    assert any(e["kind"] == "performance_below_floor" and e["details"].get("targets") == ["churn_probability"]
+               for e in calendar["events"])  # fmt: skip

@@ -19,7 +19,7 @@ from mlops_assets.core.lake import files as lake
 from mlops_assets.core.sources.reasons import REASONS
 from mlops_assets.core.warehouse.quarantine_ledger import QuarantineLedger
 from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
-from mlops_assets_tests.helpers import mlops
+from mlops_assets_tests.helpers import customer_orders, lake_customer_orders, mlops
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 DAY = YESTERDAY - timedelta(days=2)
@@ -58,10 +58,14 @@ def tenant(mlops_home):
     }
 
 
-def _ledger() -> QuarantineLedger:
+def _warehouse_url() -> str:
     from mlops_assets.settings import Settings
 
-    return QuarantineLedger(Settings.from_env().warehouse_url)
+    return Settings.from_env().warehouse_url
+
+
+def _ledger() -> QuarantineLedger:
+    return QuarantineLedger(_warehouse_url())
 
 
 def _features(mlops_home, customer_id: str) -> float:
@@ -121,6 +125,10 @@ def test_a_released_order_is_logged_ingested_again_and_in_the_next_runs_features
 
     order_id, root = tenant["order_id"], tenant["root"]
     assert _features(mlops_home, tenant["customer_id"]) < tenant["amount"], "quarantined: not in the features"
+    warehouse = _warehouse_url()
+    held = customer_orders(warehouse, TENANT)
+    assert held == lake_customer_orders(root, TENANT), "the history sweep's and DAY's orders, in the warehouse"
+    assert order_id not in held and "refund-1" not in held and held, "quarantined: not on the customer's page"
     released = mlops("quarantine", "release", TENANT, order_id, "--by", "ops@example.com", "--note", "confirmed")
     assert released.exit_code == 0, released.output
     assert f"released order {order_id} (extreme_outlier) by ops@example.com" in released.output
@@ -136,6 +144,10 @@ def test_a_released_order_is_logged_ingested_again_and_in_the_next_runs_features
     assert order_id in set(lake.read_frame(lake.partition_path(root, "raw_orders", TENANT, DAY))["order_id"])
     assert find_quarantined(root, TENANT, order_id, ("raw_orders",)) is None
     assert _features(mlops_home, tenant["customer_id"]) == tenant["amount"]
+    held = customer_orders(warehouse, TENANT)
+    assert held[order_id] == (tenant["customer_id"], tenant["amount"], 0.0) and held == lake_customer_orders(
+        root, TENANT
+    )
     listed = mlops("quarantine", "releases", TENANT).output
     assert order_id in listed and "ops@example.com" in listed and "confirmed" in listed
     again = mlops("quarantine", "release", TENANT, order_id)

@@ -122,7 +122,8 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
 def tenants_remove(
     tenant_id: str,
     purge: Annotated[
-        bool, typer.Option(help="also delete the tenant's lake data, quarantine and quarantine ledger")
+        bool,
+        typer.Option(help="also delete the tenant's lake data, quarantine, quarantine ledger and customer orders"),
     ] = False,
 ):
     """Unregister a tenant and drop its partition; its data stays unless --purge."""
@@ -135,12 +136,17 @@ def tenants_remove(
     sync_partitions()
     console.print(f"removed {tenant_id} from the registry and its partition from Dagster")
     if purge:
+        from mlops_assets.core.warehouse.customer_orders import forget_orders
         from mlops_assets.core.warehouse.quarantine_ledger import QuarantineLedger
 
         current = settings()
         removed = purge_tenant(lake_root(current.lake_url, current.s3_endpoint_url), tenant_id)
         QuarantineLedger(current.warehouse_url).forget(tenant_id)
-        console.print(f"purged {len(removed)} lake directories of {tenant_id} and its quarantine ledger")
+        orders = forget_orders(current.warehouse_url, tenant_id)
+        console.print(
+            f"purged {len(removed)} lake directories of {tenant_id}, its quarantine ledger and its {orders} customer "
+            "orders in the warehouse"
+        )
 
 
 def _set_status(tenant_id: str, status: str) -> None:

@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, Field
 
 from mlops_assets.core.tenants.api_keys import Principal, key_digest
-from mlops_assets.core.warehouse.prediction_store import PredictionReader
+from mlops_assets.core.warehouse.prediction_store import PredictionReader, latest_realized
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -108,6 +108,32 @@ class ModelCard(BaseModel):
     horizon_days: int | None = Field(description="H: the days expected_orders and expected_revenue cover")
     currency: str | None = Field(description="ISO 4217 code of every amount")
     targets: TargetsSummary | None = Field(description="null on days predicted before these targets existed")
+    realized: dict[str, float] = Field(
+        description="by target name, the latest realized figure of the metric its backtest grades (AUC for "
+        "probabilities, normalized Gini for amounts) once outcomes are known: H days after the predictions, 365 "
+        "for churn_probability and clv_365d; a target without one is absent"
+    )
+
+
+class Order(BaseModel):
+    """One order in its latest known version (a refund or a cancellation revises it)."""
+
+    order_id: str
+    ordered_at: datetime = Field(description="when it was placed (UTC)")
+    order_date: date = Field(description="the day it was placed, in the tenant's timezone")
+    total: float = Field(description="the order's total, tenant currency")
+    refunded: float = Field(description="refunded of it so far, tenant currency")
+    cancelled_at: datetime | None = Field(description="when it was cancelled (UTC); null when it was not")
+
+
+class CustomerOrders(BaseModel):
+    """A customer's order history as ingested (quarantined orders are left out until an operator releases them)."""
+
+    customer_id: str
+    currency: str | None = Field(description="ISO 4217 code of every amount")
+    count: int = Field(description="all of the customer's orders, cancelled ones included")
+    net_total: float = Field(description="spend less refunds over the orders not cancelled, tenant currency")
+    items: list[Order] = Field(description="the newest `limit` orders, newest first")
 
 
 async def connection(request: Request) -> AsyncIterator[sa.Connection]:
@@ -226,6 +252,22 @@ async def customer_prediction(
     return as_prediction(row)
 
 
+@router.get("/v1/customers/{customer_id}/orders", response_model=CustomerOrders, tags=["customers"])
+async def customer_orders(
+    request: Request,
+    conn: Connection,
+    principal: Tenant,
+    customer_id: Annotated[str, PathParam(min_length=1, max_length=128)],
+    limit: Annotated[int, Query(ge=1, le=500, description="how many of the newest orders to list")] = 50,
+) -> CustomerOrders:
+    """One customer's orders, newest first, with their count and net total (index reads, whatever the count)."""
+    reader = request.app.state.reader.using(conn)
+    history = reader.orders(principal.tenant_id, customer_id, limit)
+    if not history["count"]:
+        raise HTTPException(404, "no orders of this customer (a customer's orders appear once their day is ingested)")
+    return CustomerOrders(customer_id=customer_id, currency=reader.terms(principal.tenant_id)["currency"], **history)
+
+
 def list_filters(
     risk_band: Annotated[RiskBand | None, Query(description="churn band")] = None,
     spend_tier: SpendTier | None = None,
@@ -279,9 +321,12 @@ def list_predictions(
 @router.get("/v1/model", response_model=ModelCard, tags=["model"])
 async def model(request: Request, conn: Connection, principal: Tenant) -> ModelCard:
     """The model behind the latest predictions, with its holdout metrics and the baseline's, each target's
-    backtest, the units of the amounts, and whether those predictions are stale."""
+    backtest and latest realized figure, the units of the amounts, and whether those predictions are stale."""
     reader = request.app.state.reader.using(conn)
     batch = day_or_latest(reader, principal, None)
     fresh = reader.freshness(principal.tenant_id, datetime.now(UTC))
     terms = reader.terms(principal.tenant_id)
-    return ModelCard(**batch, **terms, metrics=batch["model_metrics"], stale=fresh.stale, stale_since=fresh.since)
+    realized = latest_realized(reader.monitoring(principal.tenant_id), batch["as_of_date"])
+    return ModelCard(
+        **batch, **terms, metrics=batch["model_metrics"], stale=fresh.stale, stale_since=fresh.since, realized=realized
+    )

@@ -1,8 +1,8 @@
 """The tenant dashboard: overview, customer list with filters and CSV export, customer page.
 
-Every target of a prediction (issue 16) is shown beside the reasons; days predicted before the
-targets existed show "not predicted", and a model version without a backtest per target shows
-"not measured".
+Every target of a prediction (issue 16) is shown beside the reasons and the customer's own orders;
+days predicted before the targets existed show "not predicted", and a model version without a
+backtest per target shows "not measured".
 
 Server-rendered (Jinja2, inline SVG charts, one shipped stylesheet): it works offline and without
 JavaScript. Login takes the tenant's API key once and keeps an HttpOnly, SameSite=Strict session
@@ -24,6 +24,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from mlops_assets.core.tenants.api_keys import Principal
+from mlops_assets.core.warehouse.engine import MONITORED_TARGETS
+from mlops_assets.core.warehouse.prediction_store import latest_realized
 from mlops_assets.serving import charts
 from mlops_assets.serving.api import Connection
 
@@ -33,6 +35,7 @@ BANDS = ("high", "medium", "low")  # churn-risk bands, and spend tiers by the sa
 BAND_COLORS = ["#c0392b", "#e67e22", "#27ae60"]
 TIER_COLORS = ["#1f4e79", "#3b6ea5", "#9ab8d8"]
 PAGE_SIZE = 50
+ORDERS_SHOWN = 50  # a customer's newest orders on their page; the count and the net total cover every order
 CSV_COLUMNS = [
     "customer_id", "as_of_date", "repurchase_probability", "risk_band", "rank", "percentile", "expected_orders",
     "expected_revenue", "clv_365d", "churn_probability", "expected_next_order_date", "spend_tier", "model_version",
@@ -181,7 +184,11 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
         terms=terms,
         horizon=horizon(terms),
         targets=targets,
-        quality=quality_rows((batch["targets"] or {}).get("quality") or {}, horizon(terms)),
+        quality=quality_rows(
+            (batch["targets"] or {}).get("quality") or {},
+            horizon(terms),
+            latest_realized(monitored, batch["as_of_date"]),
+        ),
         tier_chart=charts.bars([tiers[t] for t in BANDS], [f"{t} spend" for t in BANDS], "spend tiers", TIER_COLORS)
         if tiers
         else None,
@@ -200,6 +207,7 @@ def overview(request: Request, principal: SignedIn, day: Annotated[date | None, 
             "share of customers at high churn risk",
         ),
         drift=drift,
+        target_psi=[(name, TARGET_LABELS[name].format(horizon=horizon(terms)).lower()) for name in MONITORED_TARGETS],
         realized=realized[-1] if realized else None,
         realized_chart=charts.line(
             [(m["as_of_date"].isoformat(), m["realized_auc"]) for m in realized], "realized AUC", 0.0, 1.0
@@ -220,13 +228,15 @@ def lift(deciles: list[dict]) -> list[float]:
     return [d["observed"] / base for d in sorted(deciles, key=lambda d: -d["decile"])] if base > 0 else []
 
 
-def quality_rows(quality: dict, horizon_text: str) -> list[dict]:
-    """Per target: its holdout metric beside the baseline's, the grade, lift by decile and (probabilities)
-    a calibration chart, served model beside baseline; `measured` False says "not measured"."""
+def quality_rows(quality: dict, horizon_text: str, realized: dict[str, float] | None = None) -> list[dict]:
+    """Per target: its holdout metric beside the baseline's and the latest realized one (`realized`), the grade,
+    lift by decile and (probabilities) a calibration chart, served model beside baseline; `measured` False says
+    "not measured"."""
     rows = []
     for name, label in TARGET_LABELS.items():
         found = quality.get(name)
-        row = {"name": name, "label": label.format(horizon=horizon_text), "measured": bool(found), "q": found}
+        row = {"name": name, "label": label.format(horizon=horizon_text), "measured": bool(found), "q": found,
+               "realized": (realized or {}).get(name)}  # fmt: skip
         if found:
             both = {"model": found.get("deciles") or [], "baseline": found.get("baseline_deciles") or []}
             lifts = {series: lift(deciles) for series, deciles in both.items()}
@@ -363,6 +373,7 @@ def customer(
         return page(request, "customer.html", principal, 404, customer_id=customer_id, row=None)
     history = reader.customer_history(principal.tenant_id, customer_id)
     terms = reader.terms(principal.tenant_id)
+    orders = reader.orders(principal.tenant_id, customer_id, ORDERS_SHOWN)
     return page(
         request,
         "customer.html",
@@ -372,6 +383,7 @@ def customer(
         terms=terms,
         horizon=horizon(terms),
         reasons=reasons(row),
+        orders=orders,
         history=history,
         history_chart=charts.line(
             [(h["as_of_date"].isoformat(), h["repurchase_probability"]) for h in history],

@@ -18,6 +18,7 @@ from mlops_assets.core.ml.features import feature_snapshot
 from mlops_assets.core.ml.scoring import batch_summary, score_snapshot
 from mlops_assets.core.tenants.api_keys import ApiKeys
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
+from mlops_assets.core.warehouse.customer_orders import write_orders
 from mlops_assets.core.warehouse.prediction_store import PredictionReader, record_monitoring, write_partition
 from mlops_assets_tests.helpers import (
     CHROMIUM,
@@ -34,7 +35,8 @@ DAYS = 7
 
 @pytest.fixture
 def dashboard(served, mlops_home):
-    """`mlops serve` on a warehouse holding a week of the served tenant's predictions with every target."""
+    """`mlops serve` on a warehouse holding a week of the served tenant's predictions with every target, and its
+    orders."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing (fix: apt-get install chromium; .ci/run does)")
     warehouse = f"sqlite:///{mlops_home / 'warehouse.db'}"
@@ -57,6 +59,7 @@ def dashboard(served, mlops_home):
             predicted_on=day - timedelta(days=30), realized_model_version=served["model"].version,
             realized_auc=0.80 + 0.005 * offset, realized_brier=0.12, top_decile_precision=0.62, holdout_auc=0.83,
         )  # fmt: skip
+    write_orders(warehouse, SERVED_TENANT, served["history"], None)
     _, key = ApiKeys(warehouse).create(SERVED_TENANT, "browser test")
     port = free_port()
     server = subprocess.Popen(
@@ -160,6 +163,13 @@ def test_login_overview_filter_customer(dashboard, tmp_path):
             next_order.isoformat() if next_order else "beyond a year"
         )
         assert page.locator("[data-testid=reasons] li").count() >= 1
+        orders = reader.orders(SERVED_TENANT, customer_id, 50)
+        expect(page.get_by_test_id("order-count")).to_have_text(str(orders["count"]))
+        expect(page.get_by_test_id("order-total")).to_have_text(f"{orders['net_total']:,.2f} EUR")
+        newest = page.locator("table[data-testid=orders] tbody tr").first.locator("td")
+        expect(newest.nth(0)).to_have_text(orders["items"][0]["order_date"].isoformat())
+        expect(newest.nth(2)).to_have_text(f"{orders['items'][0]['total']:,.2f}")
+        assert page.locator("table[data-testid=orders] tbody tr").count() == len(orders["items"]) > 0
         assert page.locator("svg.chart circle").count() == len(reader.customer_history(SERVED_TENANT, customer_id))
         page.screenshot(path=str(shots / "dashboard-customer.png"), full_page=True)
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from mlops_assets.core.ml.scoring import batch_summary
 from mlops_assets.core.tenants.api_keys import ApiKeys
 from mlops_assets.core.tenants.registry import Tenant, TenantRegistry, file_settings
+from mlops_assets.core.warehouse.customer_orders import write_orders
 from mlops_assets.core.warehouse.engine import TARGET_COLUMNS
 from mlops_assets.core.warehouse.prediction_store import PredictionReader, write_partition
 from mlops_assets.serving.app import create_app
@@ -29,7 +30,8 @@ NASTY = "x'; drop table predictions; --"
 @pytest.fixture
 def world(served, warehouse_url):
     """Two days of the served tenant (an EUR shop with a 30-day horizon): the day before issue 16's targets
-    existed, and one with them; one day of another tenant whose customers partly share ids."""
+    existed, and one with them, and its orders; one day of another tenant whose customers partly share ids, and
+    orders of one of its own customers."""
     TenantRegistry(warehouse_url).add(
         Tenant(SERVED_TENANT, "Acme", "file", file_settings("/data/acme.csv"), currency="EUR", horizon_days=30)
     )
@@ -39,6 +41,8 @@ def world(served, warehouse_url):
     for frame in [*frames, theirs]:
         tenant_id, day = frame["tenant_id"].iloc[0], frame["as_of_date"].iloc[0]
         write_partition(warehouse_url, tenant_id, day, frame, batch_summary(frame), "run-1")
+    write_orders(warehouse_url, SERVED_TENANT, served["history"], None)
+    write_orders(warehouse_url, OTHER, served["history"].head(50).assign(customer_id="globex-only-3"), None)
     keys = ApiKeys(warehouse_url)
     (key_id, key), (_, other_key) = keys.create(SERVED_TENANT), keys.create(OTHER)
     client = TestClient(create_app(warehouse_url, "test-secret"))
@@ -55,7 +59,8 @@ def test_health_readiness_and_openapi(world):
     client = world["client"]
     assert client.get("/healthz").json() == {"status": "ok"} and client.get("/readyz").status_code == 200
     schema = client.get("/openapi.json").json()
-    assert {"/v1/customers/{customer_id}/prediction", "/v1/predictions", "/v1/model"} <= set(schema["paths"])
+    assert {"/v1/customers/{customer_id}/prediction", "/v1/customers/{customer_id}/orders", "/v1/predictions",
+            "/v1/model"} <= set(schema["paths"])  # fmt: skip
     assert {"HTTPBearer", "APIKeyHeader"} <= set(schema["components"]["securitySchemes"])
 
 
@@ -95,6 +100,42 @@ def test_customer_prediction_carries_every_target(world):
     assert body["expected_next_order_date"] == dated["expected_next_order_date"].isoformat()
     before = get(world, f"/v1/customers/{row['customer_id']}/prediction", date=str(TEST_END - timedelta(days=1)))
     assert {before.json()[name] for name in TARGET_COLUMNS} == {None}, "a day predicted before the targets"
+
+
+def customer_with_many_orders(served) -> tuple[str, object]:
+    """The served tenant's customer with the most orders, and those orders (one row each, the newest version)."""
+    history = served["history"].sort_values(["order_id", "updated_at"]).drop_duplicates("order_id", keep="last")
+    customer_id = history["customer_id"].value_counts().index[0]
+    return customer_id, history.loc[history["customer_id"] == customer_id]
+
+
+def test_customer_orders_newest_first_with_their_count_and_net_total(world, served):
+    customer_id, orders = customer_with_many_orders(served)
+    answer = get(world, f"/v1/customers/{customer_id}/orders", limit=3)
+    assert answer.status_code == 200
+    body = answer.json()
+    kept = orders.loc[orders["cancelled_at"].isna()]
+    assert (body["customer_id"], body["currency"], body["count"]) == (customer_id, "EUR", len(orders))
+    assert len(orders) > 3
+    assert body["net_total"] == pytest.approx((kept["total_price"] - kept["total_refunded"].fillna(0)).sum())
+    newest = orders.sort_values(["created_at", "order_id"], ascending=False).head(3)
+    assert [item["order_id"] for item in body["items"]] == list(newest["order_id"])
+    first, source = body["items"][0], newest.iloc[0]
+    assert first["total"] == pytest.approx(source["total_price"]) and first["order_date"] == str(
+        source["created_at"].date()
+    ), "the served tenant's timezone is UTC"
+    assert len(get(world, f"/v1/customers/{customer_id}/orders").json()["items"]) == min(50, len(orders))
+
+
+def test_customer_orders_are_the_keys_tenants_only(world):
+    theirs = get(world, "/v1/customers/globex-only-3/orders", key=world["other_key"])
+    assert theirs.status_code == 200 and theirs.json()["count"] == 50
+    mine = get(world, "/v1/customers/globex-only-3/orders")
+    assert mine.status_code == 404 and "no orders of this customer" in mine.json()["detail"]
+    for customer_id in (NASTY, "%", "unknown"):
+        assert get(world, f"/v1/customers/{customer_id}/orders").status_code == 404
+    assert world["client"].get("/v1/customers/globex-only-3/orders").status_code == 401
+    assert get(world, "/v1/customers/x/orders", limit=501).status_code == 422
 
 
 def every_item(world, **params) -> tuple[list[dict], int]:
@@ -261,6 +302,19 @@ def test_dashboard_list_filter_export_and_customer_page(world):
     assert page.status_code == 200 and 'data-testid="reasons"' in page.text and "<polyline" in page.text
 
 
+def test_the_customer_page_lists_the_customers_orders_beside_the_targets(world, served):
+    client = world["client"]
+    client.post("/login", data={"api_key": world["key"]})
+    customer_id, orders = customer_with_many_orders(served)
+    page = client.get(f"/dashboard/customers/{customer_id}").text
+    kept = orders.loc[orders["cancelled_at"].isna()]
+    net = (kept["total_price"] - kept["total_refunded"].fillna(0)).sum()
+    assert f'"order-count">{len(orders)}<' in page and f'"order-total">{net:,.2f} EUR<' in page
+    newest = orders.sort_values(["created_at", "order_id"], ascending=False).iloc[0]
+    assert f"<td>{newest['created_at'].date()}</td>\n          <td>{newest['order_id']}</td>" in page
+    assert page.count('<td class="amount">') == min(50, len(orders)) and 'data-testid="clv"' in page
+
+
 def test_dashboard_filters_and_exports_by_the_targets(world):
     client, latest = world["client"], world["latest"]
     client.post("/login", data={"api_key": world["key"]})
@@ -354,7 +408,9 @@ def test_dashboard_shows_the_tenants_own_drift_and_realized_performance(world):
     record_monitoring(
         url, SERVED_TENANT, TEST_END, predicted_on=TEST_END - timedelta(days=30), realized_model_version="2",
         realized_auc=0.8123, realized_brier=0.1, top_decile_precision=0.61, holdout_auc=float("nan"),
+        realized_expected_revenue_gini=0.4123, realized_expected_revenue_bias=1.1, clv_365d_psi=0.0456,
     )  # fmt: skip
+    record_monitoring(url, SERVED_TENANT, TEST_END - timedelta(days=1), realized_clv_365d_gini=0.3)
     assert PredictionReader(url).monitoring(SERVED_TENANT)[-1]["drift_alarms"] == "feature_drift", (
         "merged, not replaced"
     )
@@ -362,6 +418,13 @@ def test_dashboard_shows_the_tenants_own_drift_and_realized_performance(world):
     page = client.get("/dashboard").text
     assert 'data-testid="drift-status">alarm (feature_drift)' in page and "spend_7d, last_order_value" in page
     assert 'data-testid="realized-auc">0.812<' in page and "holdout n/a" in page
+    assert 'data-testid="psi-clv_365d">0.046<' in page and 'data-testid="psi-expected_orders"' not in page
+    realized = {"repurchase_probability": "0.812", "expected_revenue": "0.412", "clv_365d": "0.300"}
+    for name, shown in realized.items():
+        assert f'data-testid="realized-{name}">{shown}<' in page, "each target's latest realized figure"
+    assert 'data-testid="realized-churn_probability"><span class="muted">not yet<' in page
+    card = get(world, "/v1/model").json()
+    assert card["realized"] == {"repurchase_probability": 0.8123, "expected_revenue": 0.4123, "clv_365d": 0.3}
     earlier = client.get("/dashboard", params={"date": (TEST_END - timedelta(days=1)).isoformat()}).text
     assert "No drift report for this day yet" in earlier
     client.post("/logout")

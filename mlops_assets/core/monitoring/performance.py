@@ -28,14 +28,18 @@ def realized_metrics(probabilities: np.ndarray, outcomes: np.ndarray) -> dict[st
 
 
 def performance_problem(realized_auc: float, holdout_auc: float, thresholds: MonitoringThresholds) -> str | None:
-    if not math.isfinite(realized_auc):
+    return below_floor("AUC", realized_auc, thresholds.auc_floor, holdout_auc, thresholds.max_auc_drop)
+
+
+def below_floor(metric: str, realized: float, floor: float, holdout: float, max_drop: float) -> str | None:
+    """Why a realized ranking metric fails: below the floor, or more than `max_drop` below the holdout's."""
+    if not math.isfinite(realized):
         return None
-    if realized_auc < thresholds.auc_floor:
-        return f"realized AUC {realized_auc:.3f} is below the floor {thresholds.auc_floor}"
-    if math.isfinite(holdout_auc) and realized_auc < holdout_auc - thresholds.max_auc_drop:
+    if realized < floor:
+        return f"realized {metric} {realized:.3f} is below the floor {floor}"
+    if math.isfinite(holdout) and realized < holdout - max_drop:
         return (
-            f"realized AUC {realized_auc:.3f} is more than {thresholds.max_auc_drop} below the model's "
-            f"holdout AUC {holdout_auc:.3f}"
+            f"realized {metric} {realized:.3f} is more than {max_drop} below the model's holdout {metric} {holdout:.3f}"
         )
     return None
 

@@ -29,6 +29,12 @@ class MonitoringThresholds(BaseModel):
     auc_floor: float = Field(0.6, ge=0, allow_inf_nan=False, description=RATIO)
     # ... or this far below the model's holdout AUC
     max_auc_drop: float = Field(0.1, ge=0, allow_inf_nan=False, description=RATIO)
+    # target_floor fails when churn's realized AUC is below this (or max_auc_drop below its holdout AUC) ...
+    churn_auc_floor: float = Field(0.6, ge=0, allow_inf_nan=False, description=RATIO)
+    # ... or an amount's (expected orders, revenue, CLV) realized normalized Gini below this (2 x 0.6 - 1) ...
+    gini_floor: float = Field(0.2, ge=0, allow_inf_nan=False, description=RATIO)
+    # ... or this far below its holdout Gini (on a yes/no label, Gini = 2 AUC - 1: max_auc_drop's twin)
+    max_gini_drop: float = Field(0.2, ge=0, allow_inf_nan=False, description=RATIO)
     # roll back when the predecessor's realized AUC is this much better
     rollback_margin: float = Field(0.03, ge=0, allow_inf_nan=False, description=RATIO)
     # a promoted version is compared with its predecessor this long

@@ -124,6 +124,21 @@ api_keys_table = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
 
+# The targets monitored beside repurchase_probability, with their realized metrics' short names, the ranking
+# metric first (probabilities: AUC, Brier; amounts: normalized Gini, MAE, aggregate bias = sum predicted / actual).
+MONITORED_TARGETS = {
+    "churn_probability": ("auc", "brier"),
+    "expected_orders": ("gini", "mae", "bias"),
+    "expected_revenue": ("gini", "mae", "bias"),
+    "clv_365d": ("gini", "mae", "bias"),
+}
+
+
+def realized_column(target: str, metric: str) -> str:
+    """The `monitoring_days` column of a target's realized metric, e.g. realized_clv_365d_gini."""
+    return f"realized_{target}_{metric}"
+
+
 monitoring_days_table = sa.Table(
     "monitoring_days",
     metadata,
@@ -142,6 +157,16 @@ monitoring_days_table = sa.Table(
     sa.Column("top_decile_precision", sa.Float),
     sa.Column("holdout_auc", sa.Float),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Every target's monitoring (revision 0011): PSI per target, realized figures per target; NULL when not measured.
+    *(sa.Column(f"{name}_psi", sa.Float) for name in MONITORED_TARGETS),
+    *(
+        sa.Column(realized_column(name, metric), sa.Float)
+        for name, metrics in MONITORED_TARGETS.items()
+        for metric in metrics
+    ),
+    sa.Column("year_predicted_on", sa.Date),  # the day clv_365d and churn_probability were predicted (365 days back)
+    sa.Column("year_model_version", sa.String(32)),
+    sa.Column("target_alarms", sa.Text),  # failing targets of target_floor, "none" when every measured one passed
 )
 
 # What each raw partition read, wrote and quarantined (by reason): the operator's quarantine view and
@@ -169,6 +194,24 @@ released_orders_table = sa.Table(
     sa.Column("released_by", sa.String(200), nullable=False),
     sa.Column("note", sa.Text),
     sa.Column("released_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Each customer's orders for the dashboard and the API (revision 0010), which read the warehouse, never the lake:
+# the latest version of every order the lake's raw order assets hold, quarantined ones excepted.
+customer_orders_table = sa.Table(
+    "customer_orders",
+    metadata,
+    sa.Column("tenant_id", sa.String(63), primary_key=True),
+    sa.Column("order_id", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("ordered_at", sa.DateTime(timezone=True), nullable=False),  # the order's created_at
+    sa.Column("total", sa.Float, nullable=False),  # total_price, in the tenant's currency
+    sa.Column("refunded", sa.Float, nullable=False),  # total_refunded so far
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),  # the version: a newer one replaces it
+    sa.Column("lake_day", sa.Date),  # the day partition holding this version; NULL: the history sweep
+    sa.Index("customer_orders_by_customer", "tenant_id", "customer_id", "ordered_at"),
+    sa.Index("customer_orders_by_lake_day", "tenant_id", "lake_day"),
 )
 
 _engines: dict[str, sa.Engine] = {}

@@ -21,14 +21,17 @@ import sqlalchemy as sa
 from mlops_assets.core.tenants.health import Freshness, freshness
 from mlops_assets.core.tenants.ids import validate_tenant_id
 from mlops_assets.core.warehouse.engine import (
+    MONITORED_TARGETS,
     PREDICTION_COLUMNS,
     TARGET_COLUMNS,
     Bindable,
     api_keys_table,
+    customer_orders_table,
     engine_for,
     monitoring_days_table,
     prediction_batches_table,
     predictions_table,
+    realized_column,
     tenants_table,
 )
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # the API server reads through this module and never needs pa
     import pandas as pd
 
 P, B, K, M = predictions_table, prediction_batches_table, api_keys_table, monitoring_days_table
+ORD = customer_orders_table
 PG_COPY_TYPES = [
     "text", "text", "date", "float8", "text", "int4", "float8", "text", "text", "text", "text", "timestamptz", "text",
     "float8", "float8", "float8", "float8", "date", "text",
@@ -144,6 +148,23 @@ def record_monitoring(warehouse_url: str, tenant_id: str, as_of: date, **values)
         conn.execute(M.insert().values(**{**merged, "updated_at": datetime.now(UTC)}))
 
 
+# Per target, the monitoring column of the metric its backtest grades (the first of MONITORED_TARGETS').
+RANKING_COLUMNS = {
+    "repurchase_probability": "realized_auc",
+    **{name: realized_column(name, metrics[0]) for name, metrics in MONITORED_TARGETS.items()},
+}
+
+
+def latest_realized(monitored: list[dict], through: date | None = None) -> dict[str, float]:
+    """Per target, its latest realized AUC (probabilities) or normalized Gini (amounts) in monitoring summaries
+    (oldest first) of days up to `through`: what the holdout figure of the model card is compared with."""
+    found = {}
+    for row in monitored:
+        if through is None or row["as_of_date"] <= through:
+            found.update({name: row[column] for name, column in RANKING_COLUMNS.items() if row[column] is not None})
+    return found
+
+
 def refresh_statistics(warehouse_url: str) -> None:
     """ANALYZE after a load: until it runs, a day newer than the statistics looks empty to the planner,
     which then answers a one-customer lookup by scanning the whole day (measured: 18 ms instead of 0.05
@@ -159,16 +180,25 @@ def latest_prediction_days(warehouse_url: str) -> dict[str, date]:
         return dict(conn.execute(query).all())
 
 
-def read_partition(warehouse_url: str, tenant_id: str, as_of: date) -> pd.DataFrame:
+def read_partition(warehouse_url: str, tenant_id: str, as_of: date, columns: list[str] | None = None) -> pd.DataFrame:
+    """A tenant-day's rows in rank order: every column, or only `columns` (a monitoring step's few)."""
     import pandas as pd
 
+    columns = columns or PREDICTION_COLUMNS
     query = (
-        sa.select(*(P.c[name] for name in PREDICTION_COLUMNS))
+        sa.select(*(P.c[name] for name in columns))
         .where(P.c.tenant_id == validate_tenant_id(tenant_id), P.c.as_of_date == as_of)
         .order_by(P.c.rank)
     )
     with engine_for(warehouse_url).connect() as conn:
-        return pd.DataFrame(conn.execute(query).mappings().all(), columns=PREDICTION_COLUMNS)
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=columns)
+
+
+def _in_zone(order: dict, zone: ZoneInfo) -> dict:
+    """An order's times as UTC (SQLite hands them back without an offset) and its day in the tenant's timezone."""
+    utc = {name: None if order[name] is None else order[name].replace(tzinfo=order[name].tzinfo or UTC)
+           for name in ("ordered_at", "cancelled_at")}  # fmt: skip
+    return {**order, **utc, "order_date": utc["ordered_at"].astimezone(zone).date()}
 
 
 class PredictionReader(Bindable):
@@ -238,6 +268,29 @@ class PredictionReader(Bindable):
             .limit(limit)
         )
         return list(reversed(self._rows(query)))
+
+    def orders(self, tenant_id: str, customer_id: str, limit: int = 50) -> dict:
+        """A customer's order history: `count` and `net_total` (spend less refunds, cancelled orders left out) over
+        every order, and the newest `limit` as `items`, each with its day in the tenant's timezone (two index reads
+        however many orders the customer has)."""
+        validate_tenant_id(tenant_id)
+        mine = (ORD.c.tenant_id == tenant_id, ORD.c.customer_id == customer_id)
+        zone = sa.select(tenants_table.c.timezone).where(tenants_table.c.tenant_id == tenant_id).scalar_subquery()
+        net = sa.case((ORD.c.cancelled_at.is_(None), ORD.c.total - ORD.c.refunded), else_=0.0)
+        summary = sa.select(
+            sa.func.count().label("count"), sa.func.coalesce(sa.func.sum(net), 0.0).label("net_total"),
+            zone.label("timezone"),
+        ).where(*mine)  # fmt: skip
+        newest = (
+            sa.select(ORD.c.order_id, ORD.c.ordered_at, ORD.c.total, ORD.c.refunded, ORD.c.cancelled_at)
+            .where(*mine)
+            .order_by(ORD.c.ordered_at.desc(), ORD.c.order_id.desc())
+            .limit(limit)
+        )
+        found = self._rows(summary)[0]
+        local = ZoneInfo(found.pop("timezone") or "UTC")
+        items = [_in_zone(row, local) for row in self._rows(newest)] if found["count"] else []
+        return {**found, "net_total": float(found["net_total"]), "items": items}
 
     def terms(self, tenant_id: str) -> dict:
         """The units of a tenant's targets: its horizon in days and its currency (None for a tenant
