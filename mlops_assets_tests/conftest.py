@@ -23,7 +23,11 @@ os.environ.setdefault("MLOPS_PARTITION_WINDOW_DAYS", "14")
 # not others. Without it the CLI prints 160 columns, as into any pipe (cli/common.py).
 os.environ.pop("COLUMNS", None)
 
+from mlops_assets.core.warehouse.local_sqlite import keep_wal_databases_open  # noqa: E402
 from mlops_assets_tests.helpers import SERVED_TENANT, TEST_END, free_port, write_history  # noqa: E402
+
+# As in every `mlops` process: Dagster's SQLite instances in tests commit without an fsync per event.
+keep_wal_databases_open()
 
 
 def _server_answers(url: str) -> bool:

@@ -29,14 +29,18 @@ def _on_connect(dbapi_connection, _record) -> None:
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     path = next((row[2] for row in dbapi_connection.execute("PRAGMA database_list") if row[1] == "main"), "")
-    if not path or dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+    if not path:
         return
-    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
     inode = os.stat(path).st_ino
     with _lock:
-        if path in _held and _held[path][0] == inode:
+        if path in _held and _held[path][0] == inode:  # WAL mode is a property of the file: known already
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
             _held.move_to_end(path)
             return
+    if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        return
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+    with _lock:
         if path in _held:  # the file was deleted and made again (`mlops demo --reset`): the old handle goes
             _held.pop(path)[1].close()
         _held[path] = (inode, _holder(path))

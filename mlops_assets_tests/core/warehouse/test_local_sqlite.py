@@ -30,6 +30,7 @@ def test_wal_databases_stay_open_and_commit_at_normal_sync_others_are_untouched(
     wal, journal = tmp_path / "run.db", tmp_path / "journal.db"
     _database(wal, "WAL")
     _database(journal, "DELETE")
+    installed = sa.event.contains(sa.engine.Engine, "connect", local_sqlite._on_connect)
     local_sqlite.keep_wal_databases_open()
     local_sqlite.keep_wal_databases_open()
     try:
@@ -48,7 +49,8 @@ def test_wal_databases_stay_open_and_commit_at_normal_sync_others_are_untouched(
             assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == 2  # FULL, SQLite's default
         engine.dispose()
     finally:
-        sa.event.remove(sa.engine.Engine, "connect", local_sqlite._on_connect)
+        if not installed:  # the suite installs it for every test (conftest)
+            sa.event.remove(sa.engine.Engine, "connect", local_sqlite._on_connect)
         for _, holder in local_sqlite._held.values():
             holder.close()
 
@@ -56,6 +58,7 @@ def test_wal_databases_stay_open_and_commit_at_normal_sync_others_are_untouched(
 def test_a_database_made_again_at_the_same_path_gets_a_new_holder_and_old_ones_are_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(local_sqlite, "_held", local_sqlite.OrderedDict())
     monkeypatch.setattr(local_sqlite, "HELD_DATABASES", 2)
+    installed = sa.event.contains(sa.engine.Engine, "connect", local_sqlite._on_connect)
     local_sqlite.keep_wal_databases_open()
     try:
         path = tmp_path / "index.db"
@@ -76,6 +79,7 @@ def test_a_database_made_again_at_the_same_path_gets_a_new_holder_and_old_ones_a
             _write_like_dagster(tmp_path / name, 1)
         assert list(local_sqlite._held) == [str(tmp_path / "a.db"), str(tmp_path / "b.db")]
     finally:
-        sa.event.remove(sa.engine.Engine, "connect", local_sqlite._on_connect)
+        if not installed:  # the suite installs it for every test (conftest)
+            sa.event.remove(sa.engine.Engine, "connect", local_sqlite._on_connect)
         for _, holder in local_sqlite._held.values():
             holder.close()
