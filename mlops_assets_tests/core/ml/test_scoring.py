@@ -127,3 +127,29 @@ def test_serving_checks_refuse_a_value_model_that_predicts_non_finite_values(ser
     ]
     assert not [p for p in serving_problems(serving_report(pyfunc, served["snapshot"], single_row_calls=5,
                 value_model=value), PromotionPolicy(max_single_row_p99_ms=1e6, max_batch_10k_ms=1e6))]  # fmt: skip
+
+
+def test_a_busy_hosts_stalls_do_not_fail_the_latency_gate_but_a_slow_model_does():
+    import time
+
+    import pandas as pd
+
+    from mlops_assets.core.ml.promotion import PromotionPolicy, serving_problems, serving_report
+
+    class Model:
+        """Answers in `cost` seconds; every other call also stalls, as on a host shared with other jobs."""
+
+        def __init__(self, cost: float, stall: float):
+            self.cost, self.stall, self.calls = cost, stall, 0
+
+        def predict(self, frame):
+            self.calls += 1
+            time.sleep(self.cost + (self.stall if self.calls % 2 else 0.0))
+            return np.full(len(frame), 0.5)
+
+    rows = pd.DataFrame([dict.fromkeys(FEATURES, 1.0)] * 3)
+    policy = PromotionPolicy(max_single_row_p99_ms=50, max_batch_10k_ms=1e6)
+    stalled = serving_report(Model(0.0, 0.2), rows, single_row_calls=4)
+    assert stalled["single_row_p99_ms"] < 50 and not serving_problems(stalled, policy)
+    slow = serving_report(Model(0.06, 0.0), rows, single_row_calls=4)
+    assert serving_problems(slow, policy) == [f"single-row p99 {slow['single_row_p99_ms']:.1f} ms >= 50.0 ms"]
