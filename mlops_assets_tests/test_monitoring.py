@@ -237,15 +237,25 @@ def test_schedules_request_batched_runs_for_onboarded_tenants(calendar):
 
     from mlops_assets.automation.schedules import daily_cycle_schedule, weekly_retrain_schedule
 
-    tick = datetime.combine(LAST + timedelta(days=1), time(11), UTC)
-    for schedule, job_name in ((daily_cycle_schedule, "daily_cycle"), (weekly_retrain_schedule, "retrain")):
+    from mlops_assets.automation.decisions import FRESH_MODEL_DAYS
+
+    def evaluate(schedule, day):
+        tick = datetime.combine(day + timedelta(days=1), time(11), UTC)
         with dg.build_schedule_context(
             instance=calendar["instance"], scheduled_execution_time=tick, resources=calendar["resources"]
         ) as context:
-            (request,) = schedule(context)
-        assert request.job_name == job_name and request.run_key.endswith(f"{LAST}-{TENANT}-{TENANT}")
-        assert request.tags["dagster/asset_partition_range_start"] == f"{LAST}|{TENANT}"
-        assert request.tags["dagster/asset_partition_range_end"] == f"{LAST}|{TENANT}"
+            return schedule(context)
+
+    weekly_day = LAST + timedelta(days=FRESH_MODEL_DAYS)
+    for schedule, job_name, day in (
+        (daily_cycle_schedule, "daily_cycle", LAST), (weekly_retrain_schedule, "retrain", weekly_day)
+    ):  # fmt: skip
+        (request,) = evaluate(schedule, day)
+        assert request.job_name == job_name and request.run_key.endswith(f"{day}-{TENANT}-{TENANT}")
+        assert request.tags["dagster/asset_partition_range_start"] == f"{day}|{TENANT}"
+        assert request.tags["dagster/asset_partition_range_end"] == f"{day}|{TENANT}"
+    skipped = evaluate(weekly_retrain_schedule, LAST)
+    assert isinstance(skipped, dg.SkipReason) and f"at least {FRESH_MODEL_DAYS} days old" in skipped.skip_message
 
 
 def test_every_target_is_monitored_and_a_failing_year_target_is_named_without_a_retrain(calendar):

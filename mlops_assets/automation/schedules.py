@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from mlops_assets.automation.decisions import cycle_requests
+from mlops_assets.automation.decisions import FRESH_MODEL_DAYS, cycle_requests
 from mlops_assets.automation.jobs import daily_cycle_job, retrain_job
 from mlops_assets.resources import TenantRegistryResource
 
@@ -21,7 +21,10 @@ def _cycle_schedule(name: str, cycle: str, cron: str, job, description: str) -> 
     def _schedule(context: dg.ScheduleEvaluationContext, tenants: TenantRegistryResource):
         day = context.scheduled_execution_time.date() - timedelta(days=1)
         requests = cycle_requests(cycle, context.instance, tenants.registry(), day)
-        return requests or dg.SkipReason("no onboarded active tenant")
+        if requests:
+            return requests
+        fresh = f" whose model is at least {FRESH_MODEL_DAYS} days old" if cycle == "weekly" else ""
+        return dg.SkipReason(f"no onboarded active tenant{fresh}")
 
     return _schedule
 

@@ -48,13 +48,22 @@ class FittedModel:
 
 
 def fit_lightgbm(
-    train: pd.DataFrame, valid: pd.DataFrame, params: dict | None = None, label: str = "label"
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    params: dict | None = None,
+    label: str = "label",
+    weight: np.ndarray | None = None,
 ) -> FittedModel:
     """Early stopping on `valid`; `params` override the defaults (the value model's objectives), `label`
-    names the column to learn."""
+    names the column to learn; `weight` weighs the training rows (recent snapshots after a drift, a
+    pool's tenants), never the validation rows, so early stopping judges the plain population."""
     params = {**DEFAULT_PARAMS, "num_threads": 1 if len(train) < SINGLE_THREAD_ROWS else 0, **(params or {})}
     train_set = lgb.Dataset(
-        train[FEATURES].to_numpy(float), train[label].to_numpy(float), feature_name=FEATURES, free_raw_data=False
+        train[FEATURES].to_numpy(float),
+        train[label].to_numpy(float),
+        weight=weight,
+        feature_name=FEATURES,
+        free_raw_data=False,
     )
     valid_set = lgb.Dataset(valid[FEATURES].to_numpy(float), valid[label].to_numpy(float), reference=train_set)
     booster = lgb.train(
