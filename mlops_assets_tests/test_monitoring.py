@@ -235,9 +235,8 @@ def test_backfill_cli_onboards_and_runs_every_day(mlops_home, emulator_factory, 
 def test_schedules_request_batched_runs_for_onboarded_tenants(calendar):
     from datetime import UTC, datetime, time
 
-    from mlops_assets.automation.schedules import daily_cycle_schedule, weekly_retrain_schedule
-
     from mlops_assets.automation.decisions import FRESH_MODEL_DAYS
+    from mlops_assets.automation.schedules import daily_cycle_schedule, weekly_retrain_schedule
 
     def evaluate(schedule, day):
         tick = datetime.combine(day + timedelta(days=1), time(11), UTC)
