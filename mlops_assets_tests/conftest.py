@@ -50,9 +50,10 @@ def _pg_binary(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A PostgreSQL admin URL: the machine's server if it answers, else a throwaway cluster
-    (always the latter with MLOPS_TESTS_OWN_POSTGRES=1, to exercise what a bare machine does)."""
-    machine = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    """A PostgreSQL admin URL: the machine's server (MLOPS_TESTS_POSTGRES_URL names another, such as a CI
+    service container) if it answers, else a throwaway cluster (always the latter with
+    MLOPS_TESTS_OWN_POSTGRES=1, to exercise what a bare machine does)."""
+    machine = os.environ.get("MLOPS_TESTS_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     if not os.environ.get("MLOPS_TESTS_OWN_POSTGRES") and _server_answers(machine):
         yield machine
         return

@@ -81,9 +81,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def redis_url(tmp_path) -> Iterator[str]:
-    """A private Redis on loopback: the Celery broker and result backend."""
+    """A private Redis on loopback: the Celery broker and result backend (MLOPS_TESTS_REDIS_URL names a
+    dedicated one instead, such as a CI service container, without a database number; the test empties it)."""
     import redis
 
+    if given := os.environ.get("MLOPS_TESTS_REDIS_URL"):
+        redis.Redis.from_url(given).flushall()
+        yield given
+        return
     binary = shutil.which("redis-server")
     if not binary:
         pytest.fail("no redis-server to start (fix: install Debian's redis-server, as .ci/run does)")

@@ -60,7 +60,8 @@ def package_versions() -> dict[str, str]:
 
 
 def code_version() -> dict[str, str]:
-    """The git commit of the running code and whether the work tree had uncommitted changes."""
+    """The git commit of the running code and whether the work tree had uncommitted changes; an image
+    without a work tree carries the commit it was built from (MLOPS_GIT_COMMIT, the Dockerfile's build arg)."""
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -75,7 +76,8 @@ def code_version() -> dict[str, str]:
         ).stdout.strip()
         return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
     except (OSError, subprocess.SubprocessError):
-        return {"git_commit": "unknown", "git_dirty": "unknown"}
+        stamped = os.environ.get("MLOPS_GIT_COMMIT")
+        return {"git_commit": stamped or "unknown", "git_dirty": "false" if stamped else "unknown"}
 
 
 def _pyfunc_base():
