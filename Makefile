@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test dev
+.PHONY: install demo test dev model-check
 
 # The demo needs the runtime only (56 s to install here instead of 70 s with the test tools).
 $(VENV)/.runtime: pyproject.toml
@@ -23,6 +23,10 @@ demo: $(VENV)/.runtime
 
 test: install
 	$(PY) -m pytest
+
+# The model regression gate (CI runs it): every target's holdout metrics against .ci/model-quality.json.
+model-check: $(VENV)/.runtime
+	$(VENV)/bin/mlops model-check
 
 dev: $(VENV)/.runtime
 	$(VENV)/bin/mlops dev

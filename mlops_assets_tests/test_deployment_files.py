@@ -50,7 +50,8 @@ def test_the_workflow_is_valid_and_runs_the_steps_of_ci_run():
     assert any(step.get("run") == "ruff check . && ruff format --check ." for step in jobs["lint"]["steps"])
     ci_run = [line.split("#")[0].strip() for line in (REPO / ".ci/run").read_text().splitlines()]
     commands = [line for line in ci_run if line and not line.startswith(("set ", "cd ", "export "))]
-    assert commands == ["bash .ci/setup", _readme_test_command()], commands
+    assert commands == ["bash .ci/setup", "make model-check", _readme_test_command()], commands
+    assert any(step.get("run") == "make model-check" for step in jobs["model-check"]["steps"])
 
 
 def test_the_image_passes_hadolint_and_documents_installed_commands():

@@ -116,7 +116,7 @@ def test_an_executor_without_its_extra_names_the_extra(executor, module, monkeyp
 
 
 def test_only_the_simulation_and_the_demo_tools_import_the_simulation():
-    allowed = ("sim/", "cli/demo.py", "cli/emulator.py")
+    allowed = ("sim/", "cli/demo.py", "cli/emulator.py", "cli/model_check.py")
     importers = [
         str(path.relative_to(PACKAGE))
         for path in _modules()

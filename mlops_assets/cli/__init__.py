@@ -6,7 +6,7 @@ group (`tenants`, `quarantine`, `models`) is a Typer of its own module.
 
 import typer
 
-from mlops_assets.cli import db, demo, emulator, models, quarantine, runs, serve, status, tenants
+from mlops_assets.cli import db, demo, emulator, model_check, models, quarantine, runs, serve, status, tenants
 
 app = typer.Typer(no_args_is_help=True, help="Multi-tenant prediction factory on Dagster.")
 app.add_typer(tenants.app, name="tenants")
@@ -23,3 +23,4 @@ app.add_typer(models.app, name="models")
 app.command("reproduce")(models.reproduce)
 app.command("dev")(serve.dev)
 app.add_typer(db.app, name="db")
+app.command("model-check")(model_check.model_check)
