@@ -9,7 +9,8 @@ import pytest
 
 from mlops_assets.definitions import defs
 from mlops_assets.partitions import TenantDayPartitions
-from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets.sim.scenarios import LevelShift
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 from mlops_assets_tests.helpers import WebhookReceiver
 
 # The tests' partition window is 14 days: onboarding on its first day, drift two days later, a bad model
@@ -52,8 +53,8 @@ def calendar(tmp_path_factory):
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     hooks = WebhookReceiver()
-    drift = DriftScenario(DRIFT_DAY, rate_factor=0.4, value_factor=10.0)
-    shop = SyntheticShop(ShopSpec(TENANT, customers=2000, seed=7, end=LAST, history_days=450, drift=drift))
+    drift = LevelShift(DRIFT_DAY, rate_factor=0.4, value_factor=10.0)
+    shop = SyntheticShop(ShopSpec(TENANT, customers=2000, seed=7, end=LAST, history_days=450, scenario=drift))
     emulator = ShopApiEmulator(
         {TENANT: EmulatedShop(shop, "shpat_test", LeakyBucket(400, 1000.0), as_of_request=True)}
     ).start()
@@ -235,9 +236,8 @@ def test_backfill_cli_onboards_and_runs_every_day(mlops_home, emulator_factory, 
 def test_schedules_request_batched_runs_for_onboarded_tenants(calendar):
     from datetime import UTC, datetime, time
 
-    from mlops_assets.automation.schedules import daily_cycle_schedule, weekly_retrain_schedule
-
     from mlops_assets.automation.decisions import FRESH_MODEL_DAYS
+    from mlops_assets.automation.schedules import daily_cycle_schedule, weekly_retrain_schedule
 
     def evaluate(schedule, day):
         tick = datetime.combine(day + timedelta(days=1), time(11), UTC)
