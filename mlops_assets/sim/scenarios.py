@@ -17,7 +17,9 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from mlops_assets.sim.shops import CHANNELS, MONEY_COLUMNS
+from mlops_assets.sim.shops import CHANNELS
+
+MONEY_COLUMNS = ("total_price", "subtotal_price", "total_tax", "total_discounts", "total_refunded")
 
 
 @dataclass(frozen=True)
@@ -75,16 +77,11 @@ class LevelShift(Scenario):
         if self.rate_factor <= 0 or self.value_factor <= 0:
             raise ValueError("level shift: rate_factor and value_factor must be > 0")
 
-    def _progress(self, days: np.ndarray) -> np.ndarray:
-        if self.end is None:
-            return (days >= self.start).astype(float)
-        elapsed = np.array([(d - self.start).days for d in days], dtype=float)
-        return np.clip(elapsed / (self.end - self.start).days, 0.0, 1.0)
-
     def _towards(self, factor: float, days: np.ndarray) -> np.ndarray:
         if self.end is None:
             return np.where(days >= self.start, factor, 1.0)
-        return 1.0 + (factor - 1.0) * self._progress(days)
+        elapsed = (days.astype("datetime64[D]") - np.datetime64(self.start)).astype(float)
+        return 1.0 + (factor - 1.0) * np.clip(elapsed / (self.end - self.start).days, 0.0, 1.0)
 
     def rate_multiplier(self, days: np.ndarray) -> np.ndarray:
         return self._towards(self.rate_factor, days)

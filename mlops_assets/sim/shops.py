@@ -2,10 +2,9 @@
 
 Each customer has a latent purchase rate (Gamma) and a lifetime (exponential dropout), modulated
 by weekly and yearly seasonality and an optional drift scenario (`sim.scenarios`): the Pareto/NBD
-story, so every target's truth is known (`sim.oracle`: the probability of ordering in the next H days, P(alive),
-expected orders and spend). On top of the
-latent purchases comes the dirt of a real shop: guest checkouts, test orders, cancellations,
-refunds and orders updated days after they were placed.
+story, so every target's truth is known (`sim.oracle`: the probability of ordering in the next H
+days, P(alive), expected orders and spend). On top of the latent purchases comes the dirt of a real
+shop: guest checkouts, test orders, cancellations, refunds and orders updated days after they were placed.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ ORDER_ID_BASE = 5_000_000_000
 TAX_RATE = 0.08
 ORDER_VALUE_NOISE = (-0.06, 0.35)  # lognormal (mean log, sigma) of an order's value around its customer's
 ORDER_VALUE_NOISE_MEAN = float(np.exp(ORDER_VALUE_NOISE[0] + ORDER_VALUE_NOISE[1] ** 2 / 2))
-MONEY_COLUMNS = ("total_price", "subtotal_price", "total_tax", "total_discounts", "total_refunded")
 
 
 @dataclass(frozen=True)
