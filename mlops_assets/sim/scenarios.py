@@ -103,7 +103,7 @@ class ChannelBehaviour(Scenario):
 
     loyal: str = "social"
     churning: str = "email"
-    strength: float = 3.0
+    strength: float = 4.0
 
     def __post_init__(self):
         _check_channels("channel behaviour", self.loyal, self.churning)
