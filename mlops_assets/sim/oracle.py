@@ -175,7 +175,7 @@ def oracle(shop: SyntheticShop, as_of: date, horizon_days: int = 30) -> pd.DataF
 
 
 def _expected_orders_and_spend(
-    shop: SyntheticShop, t0: float, known: np.ndarray, p_alive: np.ndarray, days: int, chunk: int = 4000
+    shop: SyntheticShop, t0: float, known: np.ndarray, p_alive: np.ndarray, days: int, chunk: int = 2000
 ) -> np.ndarray:
     """Per known customer, the expected orders and spend (before the dirt) over the next `days`: day by day,
     P(alive through the day) times the day's intensity and the customer's rate, and for spend their mean
