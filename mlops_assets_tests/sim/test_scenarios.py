@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.core.ml.features import feature_snapshot
 from mlops_assets.sim.oracle import ground_truth, oracle
 from mlops_assets.sim.scenarios import (
     SCENARIOS,
@@ -93,6 +94,8 @@ def test_channel_flip_makes_one_channel_loyal_and_the_other_churn_in_truth_and_o
     social, email = channel == "social", channel == "email"
     assert realized["channel_flip"][social].sum() > 1.3 * realized[None][social].sum()
     assert realized["channel_flip"][email].sum() < 0.7 * realized[None][email].sum()
+    features = feature_snapshot(shop("channel_flip").raw_orders(), AFTER, "UTC", 30).columns
+    assert not [name for name in features if "channel" in name or "tag" in name], "seen only through behaviour"
 
 
 def test_comeback_brings_lapsed_customers_back_alive_and_ordering():
