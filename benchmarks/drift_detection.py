@@ -21,7 +21,8 @@ from tqdm import tqdm
 from mlops_assets.core.ml.features import feature_snapshot
 from mlops_assets.core.monitoring.drift import PREDICTION, measure_drift
 from mlops_assets.core.monitoring.thresholds import MonitoringThresholds
-from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets.sim.scenarios import LevelShift
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 END = date(2026, 10, 31)
 
@@ -48,9 +49,9 @@ def calm_alarms(seed: int, days: int, customers: int, thresholds: MonitoringThre
 
 def detection_delay(seed: int, customers: int, thresholds: MonitoringThresholds, horizon: int = 14) -> int | None:
     drift_day = END - timedelta(days=horizon + 1)
-    drift = DriftScenario(drift_day, rate_factor=0.4, value_factor=10.0)
+    drift = LevelShift(drift_day, rate_factor=0.4, value_factor=10.0)
     shop = SyntheticShop(
-        ShopSpec(f"shift{seed}", customers=customers, seed=seed, end=END, history_days=500, drift=drift)
+        ShopSpec(f"shift{seed}", customers=customers, seed=seed, end=END, history_days=500, scenario=drift)
     )
     reference = snapshot(shop, drift_day - timedelta(days=(drift_day.isoweekday() + 1) % 7 or 7))
     for delay in range(horizon + 1):

@@ -31,15 +31,16 @@ def run_seed(seed: int) -> dict:
     from mlops_assets.core.tenants.registry import Tenant, shopify_settings
     from mlops_assets.definitions import defs
     from mlops_assets.partitions import TenantDayPartitions
+    from mlops_assets.sim.scenarios import LevelShift
     from mlops_assets.sim.shop_emulator import EmulatedShop, LeakyBucket, ShopApiEmulator
-    from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
+    from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
     window = TenantDayPartitions.of(defs())
     first, last = window.first_day, window.last_day
     drift_day, tenant = first + timedelta(days=2), "loop"
     spec = ShopSpec(
         tenant, customers=2000, seed=seed, end=last, history_days=450,
-        drift=DriftScenario(drift_day, rate_factor=0.4, value_factor=10.0),
+        scenario=LevelShift(drift_day, rate_factor=0.4, value_factor=10.0),
     )  # fmt: skip
     shop = EmulatedShop(SyntheticShop(spec), "shpat_loop", LeakyBucket(400, 1000.0), as_of_request=True)
     with ShopApiEmulator({tenant: shop}) as emulator:

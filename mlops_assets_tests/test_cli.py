@@ -116,6 +116,10 @@ def test_shop_emulator_serves_until_sigterm(mlops_home):
             "tiny:150:1",
             "--error-rate",
             "0.0",
+            "--end-date",
+            "2026-06-30",
+            "--scenario",
+            "currency_switch@2026-06-01",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -133,10 +137,21 @@ def test_shop_emulator_serves_until_sigterm(mlops_home):
     try:
         assert wait_until(answers, timeout=60), process.stdout.read1().decode() if process.poll() is not None else ""
         assert requests.get(url, headers={"X-Shopify-Access-Token": "wrong"}, timeout=2).status_code == 401
+        orders = url.replace("customers.json", "orders.json")
+        for bound, currency in (("created_at_max", "USD"), ("created_at_min", "JPY")):
+            page = requests.get(
+                orders,
+                params={"status": "any", "limit": 250, bound: "2026-06-01T00:00:00Z"},
+                headers={"X-Shopify-Access-Token": "shpat_cli_test"},
+                timeout=5,
+            ).json()["orders"]
+            assert page and {order["currency"] for order in page} == {currency}, "the scenario switched the currency"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
     assert process.returncode == 0
+    unknown = mlops("shop-emulator", "--scenario", "meteor_strike")
+    assert unknown.exit_code == 2 and "fix: one of channel_flip" in unknown.output
 
 
 def test_demo_reset_never_deletes_a_store_outside_mlops_home(mlops_home, monkeypatch, tmp_path):

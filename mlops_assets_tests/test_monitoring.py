@@ -9,7 +9,8 @@ import pytest
 
 from mlops_assets.definitions import defs
 from mlops_assets.partitions import TenantDayPartitions
-from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets.sim.scenarios import LevelShift
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 from mlops_assets_tests.helpers import WebhookReceiver
 
 # The tests' partition window is 14 days: onboarding on its first day, drift two days later, a bad model
@@ -52,8 +53,8 @@ def calendar(tmp_path_factory):
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     hooks = WebhookReceiver()
-    drift = DriftScenario(DRIFT_DAY, rate_factor=0.4, value_factor=10.0)
-    shop = SyntheticShop(ShopSpec(TENANT, customers=2000, seed=7, end=LAST, history_days=450, drift=drift))
+    drift = LevelShift(DRIFT_DAY, rate_factor=0.4, value_factor=10.0)
+    shop = SyntheticShop(ShopSpec(TENANT, customers=2000, seed=7, end=LAST, history_days=450, scenario=drift))
     emulator = ShopApiEmulator(
         {TENANT: EmulatedShop(shop, "shpat_test", LeakyBucket(400, 1000.0), as_of_request=True)}
     ).start()

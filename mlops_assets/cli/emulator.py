@@ -65,9 +65,19 @@ def shop_emulator(
     calendar_days: Annotated[
         int, typer.Option(help="demo shops: the `mlops demo --days` they were replayed with (sets the drift day)")
     ] = DEMO_CALENDAR_DAYS,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="NAME[@YYYY-MM-DD]: every shop served drifts by the preset NAME of `sim.scenarios.SCENARIOS` "
+            "(channel_flip, currency_switch, ...) from that day (default: 30 days before the end)"
+        ),
+    ] = None,
 ):
     """Serve synthetic shops with the Shopify Admin REST API shape; the token is read from $MLOPS_EMULATOR_TOKEN."""
+    from dataclasses import replace
+
     from mlops_assets.sim.demo_shops import demo_shops
+    from mlops_assets.sim.scenarios import parse_scenario
     from mlops_assets.sim.shop_emulator import Faults
     from mlops_assets.sim.shops import ShopSpec
 
@@ -91,6 +101,12 @@ def shop_emulator(
         except (InvalidTenantId, ValueError) as exc:
             fail(f"--shop {item!r}: {exc}")
     specs = specs or [demo.spec for demo in demo_shops(end, calendar_days)]
+    if scenario:
+        try:
+            drift = parse_scenario(scenario, default_start=end - timedelta(days=30))
+            specs = [replace(spec, scenario=drift) for spec in specs]
+        except ValueError as exc:
+            fail(f"--scenario {scenario!r}: {exc}")
     faults = Faults(
         error_rate,
         latency_ms,
@@ -105,7 +121,8 @@ def shop_emulator(
     for spec in specs:
         console.print(
             f"{spec.name}: {emulator.shop_url(spec.name)}  "
-            f"({spec.customers} customers, {spec.timezone}, {spec.currency})"
+            f"({spec.customers} customers, {spec.timezone}, {spec.currency}"
+            + (f", {type(spec.scenario).__name__} from {spec.scenario.start})" if spec.scenario else ")")
         )
     if EMULATOR_TOKEN_ENV not in os.environ:
         console.print(f"token: ${EMULATOR_TOKEN_ENV} is unset, accepting the demo token {DEMO_TOKEN!r}")

@@ -45,11 +45,12 @@ def demo_shops(end: date, days: int = DEMO_CALENDAR_DAYS) -> list[DemoShop]:
     part of it: the alarm then came 5-6 days late instead of 2-3, measured at core level). globex
     sells consumables, so its horizon is 10 days and realized performance matures inside the calendar.
     """
-    from mlops_assets.sim.shops import DriftScenario, ShopSpec
+    from mlops_assets.sim.scenarios import LevelShift
+    from mlops_assets.sim.shops import ShopSpec
 
     signup = calendar_start(end, days)
     sunday = signup + timedelta(days=(6 - signup.weekday()) % 7)
-    drift = DriftScenario(sunday, rate_factor=0.5, value_factor=4.0)
+    drift = LevelShift(sunday, rate_factor=0.5, value_factor=4.0)
     return [
         DemoShop(
             ShopSpec(
@@ -74,7 +75,7 @@ def demo_shops(end: date, days: int = DEMO_CALENDAR_DAYS) -> list[DemoShop]:
                 currency="EUR",
                 mean_order_value=45.0,
                 mean_days_between_orders=45.0,
-                drift=drift,
+                scenario=drift,
             ),
             "Globex Beauty",
             horizon_days=10,

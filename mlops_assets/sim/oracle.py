@@ -4,8 +4,9 @@ A customer buys at rate lambda times the day's seasonal intensity while alive an
 exponential rate mu (Pareto/NBD). Given lambda, mu and the customer's observed purchases, P(alive)
 at t0 is exact, and so are the expected orders and spend over any window: P(alive) times
 lambda times the intensity integrated against survival exp(-mu u), day by day (the intensity is
-constant within a day). `oracle` gives P(an order within H) at two levels of knowledge;
-`ground_truth` gives the truth of every other target (issue 16).
+constant within a day). A scenario that changes behaviour (`sim.scenarios`) switches each customer
+to their rates after its start day, and a revived customer is alive on it. `oracle` gives P(an order
+within H) at two levels of knowledge; `ground_truth` gives the truth of every other target (issue 16).
 """
 
 from __future__ import annotations
@@ -37,16 +38,38 @@ def _last_order_before(shop: SyntheticShop, t0: float) -> tuple[np.ndarray, np.n
     return np.bincount(owner[seen], minlength=len(shop.truth)) - 1, last
 
 
-def _silence(shop: SyntheticShop, lam, mu, last: np.ndarray, t0: float) -> tuple[np.ndarray, np.ndarray]:
-    """P(alive and silent since the last order), P(died silent): the two ways to show no order since.
-    `lam` and `mu` are per customer (n,) or per customer and draw (n, draws)."""
-    gap = np.maximum(t0 - last, 1e-9)
-    seasonal_gap = shop.cumulative_at(np.full_like(last, t0)) - shop.cumulative_at(last)
+def _segment(shop: SyntheticShop, lam, mu, start: np.ndarray, end) -> tuple[np.ndarray, np.ndarray]:
+    """P(alive and silent through [start, end)), P(died silent in it): the two ways to show no order, for one
+    alive at `start` with constant rates. `lam` and `mu` are per customer (n,) or per customer and draw
+    (n, draws); the seasonal average of a span past the history is that of its part inside it."""
+    gap = end - start
+    covered = np.broadcast_to(np.minimum(end, float(shop.spec.history_days)), start.shape)
+    seasonal_gap = shop.cumulative_at(covered) - shop.cumulative_at(start)
+    covered_gap = np.maximum(covered - start, 1e-9)
     if np.ndim(lam) == 2:
-        gap, seasonal_gap = gap[:, None], seasonal_gap[:, None]
-    lam_gap = lam * seasonal_gap / gap
+        gap, seasonal_gap, covered_gap = gap[:, None], seasonal_gap[:, None], covered_gap[:, None]
+    lam_gap = lam * seasonal_gap / covered_gap
     alive_and_silent = np.exp(-(mu + lam_gap) * gap)
     return alive_and_silent, mu / (lam_gap + mu) * (1 - alive_and_silent)
+
+
+def _silence(shop: SyntheticShop, start, end) -> tuple[np.ndarray, np.ndarray]:
+    """`_segment` by each customer's true rates: before the scenario's change, then after it, where a
+    revived customer is alive whatever happened before."""
+    truth = shop.truth
+    start = np.broadcast_to(np.asarray(start, float), len(truth))
+    lam, mu = truth["purchase_rate"].to_numpy(), truth["dropout_rate"].to_numpy()
+    change = shop.change_at
+    if change is None:
+        return _segment(shop, lam, mu, start, end)
+    lam_after, mu_after = truth["purchase_rate_after"].to_numpy(), truth["dropout_rate_after"].to_numpy()
+    changed = (lam_after != lam) | (mu_after != mu) | truth["revived"].to_numpy()
+    split = np.where(changed, np.clip(change, start, end), end)  # the unchanged keep the calm shop's truth exactly
+    alive_before, died_before = _segment(shop, lam, mu, start, split)
+    alive_after, died_after = _segment(shop, lam_after, mu_after, split, end)
+    reset = truth["revived"].to_numpy() & (start < change) & (change <= end)
+    alive_at_change = np.where(reset, alive_before + died_before, alive_before)
+    return alive_at_change * alive_after, np.where(reset, 0.0, died_before) + alive_at_change * died_after
 
 
 def _channel_multipliers(shop: SyntheticShop) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +88,8 @@ def _posterior_probability(
 
     Importance sampling over (rate, dropout) drawn from the generator's own prior (per channel):
     each draw is weighted by the likelihood of the customer's observed purchases (count, first and
-    last time); the ceiling a model can reach from observable data, unlike `p_true`.
+    last time); the ceiling a model can reach from observable data, unlike `p_true`. The prior is the
+    calm shop's: a scenario's change of behaviour is not in it.
     """
     spec, truth = shop.spec, shop.truth
     rng = np.random.default_rng(zlib.crc32(f"oracle:{spec.name}:{spec.seed}".encode()))
@@ -85,7 +109,7 @@ def _posterior_probability(
         lam = base_rate[None, :] * rate_mult[rows, None]
         mu = base_dropout[None, :] * dropout_mult[rows, None]
         active = (shop.cumulative_at(last[rows]) - shop.cumulative_at(first[rows]))[:, None]
-        silent_alive, silent_dead = _silence(shop, lam, mu, last[rows], t0)
+        silent_alive, silent_dead = _segment(shop, lam, mu, last[rows], t0)
         log_like = (
             count[rows, None] * np.log(lam)
             - lam * active
@@ -102,10 +126,22 @@ def _posterior_probability(
 
 def _true_p_alive(shop: SyntheticShop, t0: float) -> np.ndarray:
     _, last = _last_order_before(shop, t0)
-    alive_and_silent, died_silent = _silence(
-        shop, shop.truth["purchase_rate"].to_numpy(), shop.truth["dropout_rate"].to_numpy(), last, t0
-    )
+    alive_and_silent, died_silent = _silence(shop, last, t0)
     return alive_and_silent / (alive_and_silent + died_silent)
+
+
+def _p_order(shop: SyntheticShop, t0: float, horizon_days: int) -> np.ndarray:
+    """P(an order within [t0, t0 + H)) by the true rates: alive now and ordering before dropout, or revived
+    by a scenario's change within the window and ordering after it."""
+    p_alive = _true_p_alive(shop, t0)
+    alive_and_silent, died_silent = _silence(shop, t0, t0 + horizon_days)
+    p_order = p_alive * (1 - (died_silent + alive_and_silent))
+    change = shop.change_at
+    if change is not None and t0 < change < t0 + horizon_days:
+        alive_and_silent, died_silent = _silence(shop, change, t0 + horizon_days)
+        back = shop.truth["revived"].to_numpy() * (1 - (died_silent + alive_and_silent))
+        p_order = p_order + (1 - p_alive) * back
+    return p_order
 
 
 def oracle(shop: SyntheticShop, as_of: date, horizon_days: int = 30) -> pd.DataFrame:
@@ -121,11 +157,6 @@ def oracle(shop: SyntheticShop, as_of: date, horizon_days: int = 30) -> pd.DataF
     t0 = _start_of_day_after(shop, as_of)
     truth = shop.truth
     known = truth["acquired_at_day"].to_numpy() < t0
-    lam, mu = truth["purchase_rate"].to_numpy(), truth["dropout_rate"].to_numpy()
-    t1 = min(t0 + horizon_days, float(shop.spec.history_days))
-    lam_h = lam * (shop.cumulative_at(np.array([t1]))[0] - shop.cumulative_at(np.array([t0]))[0]) / max(t1 - t0, 1e-9)
-    rate = lam_h + mu
-    no_order = mu / rate * (1 - np.exp(-rate * horizon_days)) + np.exp(-rate * horizon_days)
     owner, when = shop.order_owner, shop.order_time
     future = (when >= t0) & (when < t0 + horizon_days)
     ordered = np.zeros(len(truth), bool)
@@ -133,7 +164,7 @@ def oracle(shop: SyntheticShop, as_of: date, horizon_days: int = 30) -> pd.DataF
     result = pd.DataFrame(
         {
             "customer_id": truth["customer_id"],
-            "p_true": _true_p_alive(shop, t0) * (1 - no_order),
+            "p_true": _p_order(shop, t0, horizon_days),
             "p_observed": _posterior_probability(shop, known, t0, horizon_days),
             "alive": truth["death_at_day"].to_numpy() >= t0,
             "ordered": ordered,
@@ -143,18 +174,35 @@ def oracle(shop: SyntheticShop, as_of: date, horizon_days: int = 30) -> pd.DataF
     return result[known].reset_index(drop=True)
 
 
-def _survival_weighted_days(shop: SyntheticShop, t0: float, mu: np.ndarray, days: int, chunk: int = 10_000):
-    """Per customer, the integral over the next `days` of the day's intensity times survival exp(-mu u),
-    plain (for orders) and times the day's value factor (for spend): an (n, 2) array."""
+def _expected_orders_and_spend(
+    shop: SyntheticShop, t0: float, known: np.ndarray, p_alive: np.ndarray, days: int, chunk: int = 2000
+) -> np.ndarray:
+    """Per known customer, the expected orders and spend (before the dirt) over the next `days`: day by day,
+    P(alive through the day) times the day's intensity and the customer's rate, and for spend their mean
+    order value and the day's value factor; a scenario's change switches the rates on its day. (n, 2)."""
+    truth, change = shop.truth, shop.change_at
     dates = pd.date_range(pd.Timestamp(shop.spec.start) + timedelta(days=t0), periods=days, freq="D")
-    intensity = shop.intensity_on(dates)
-    weights = np.stack([intensity, intensity * shop.value_factor_on(dates)], axis=1)
-    edges = np.arange(days + 1, dtype=float)
-    result = np.empty((len(mu), 2))
-    for lo in range(0, len(mu), chunk):
-        rate = mu[lo : lo + chunk, None]
-        survival = np.exp(-rate * edges[None, :])
-        result[lo : lo + chunk] = ((survival[:, :-1] - survival[:, 1:]) / rate) @ weights
+    intensity, value_factor = shop.intensity_on(dates), shop.value_factor_on(dates)
+    columns = ["purchase_rate", "dropout_rate", "mean_order_value"]
+    before = truth.loc[known, columns].to_numpy()
+    if change is None:
+        after_change, after, revived = np.zeros(days, bool), before, np.zeros(len(before), bool)
+    else:
+        after_change = t0 + np.arange(days) >= change
+        after = truth.loc[known, [f"{column}_after" for column in columns]].to_numpy()
+        revived = truth.loc[known, "revived"].to_numpy() & (t0 < change)
+    result = np.empty((len(before), 2))
+    for lo in range(0, len(before), chunk):
+        rows = slice(lo, lo + chunk)
+        lam, mu, value = (np.where(after_change, after[rows, k, None], before[rows, k, None]) for k in range(3))
+        hazard_before_day = np.cumsum(mu, axis=1) - mu
+        reset = revived[rows, None] & after_change  # alive on the change's day for sure, survival counted from it
+        if reset.any():
+            at_change = hazard_before_day[:, [int(np.argmax(after_change))]]
+            hazard_before_day = np.where(reset, hazard_before_day - at_change, hazard_before_day)
+        alive = np.where(reset, 1.0, p_alive[rows, None]) * np.exp(-hazard_before_day) * -np.expm1(-mu) / mu
+        orders = alive * lam * intensity
+        result[rows] = np.stack([orders.sum(axis=1), (orders * value * value_factor).sum(axis=1)], axis=1)
     return result
 
 
@@ -169,15 +217,11 @@ def ground_truth(shop: SyntheticShop, as_of: date, horizon_days: int = 30) -> pd
     t0 = _start_of_day_after(shop, as_of)
     truth = shop.truth
     known = truth["acquired_at_day"].to_numpy() < t0
-    lam, mu = truth["purchase_rate"].to_numpy()[known], truth["dropout_rate"].to_numpy()[known]
     p_alive = _true_p_alive(shop, t0)[known]
     dirt = shop.spec.dirt
     columns = {"customer_id": truth["customer_id"].to_numpy()[known], "p_alive": p_alive}
     for name, days in (("h", horizon_days), ("365d", CLV_DAYS)):
-        weighted = _survival_weighted_days(shop, t0, mu, days)
-        orders = p_alive * lam * weighted[:, 0]
+        orders, spend = _expected_orders_and_spend(shop, t0, known, p_alive, days).T
         columns[f"expected_orders_{name}"] = orders * (1 - dirt.cancel_rate)
-        columns[f"expected_spend_{name}"] = (
-            p_alive * lam * weighted[:, 1] * truth["mean_order_value"].to_numpy()[known] * dirt.kept_value_share
-        )
+        columns[f"expected_spend_{name}"] = spend * dirt.kept_value_share
     return pd.DataFrame(columns)

@@ -1,11 +1,10 @@
 """Synthetic shops with known ground truth.
 
 Each customer has a latent purchase rate (Gamma) and a lifetime (exponential dropout), modulated
-by weekly and yearly seasonality and an optional drift event: the Pareto/NBD story, so every
-target's truth is known (`sim.oracle`: the probability of ordering in the next H days, P(alive),
-expected orders and spend). On top of the
-latent purchases comes the dirt of a real shop: guest checkouts, test orders, cancellations,
-refunds and orders updated days after they were placed.
+by weekly and yearly seasonality and an optional drift scenario (`sim.scenarios`): the Pareto/NBD
+story, so every target's truth is known (`sim.oracle`: the probability of ordering in the next H
+days, P(alive), expected orders and spend). On top of the latent purchases comes the dirt of a real
+shop: guest checkouts, test orders, cancellations, refunds and orders updated days after they were placed.
 """
 
 from __future__ import annotations
@@ -14,14 +13,20 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from mlops_assets.sim.scenarios import BehaviourChange, Scenario
+
 CUSTOMER_ID_BASE = 7_000_000_000
 ORDER_ID_BASE = 5_000_000_000
 TAX_RATE = 0.08
+ORDER_VALUE_NOISE = (-0.06, 0.35)  # lognormal (mean log, sigma) of an order's value around its customer's
+ORDER_VALUE_NOISE_MEAN = float(np.exp(ORDER_VALUE_NOISE[0] + ORDER_VALUE_NOISE[1] ** 2 / 2))
 
 
 @dataclass(frozen=True)
@@ -39,16 +44,6 @@ CHANNELS: dict[str, Channel] = {
     "email": Channel(0.12, 1.5, 0.7, 1.1),
     "referral": Channel(0.10, 1.2, 0.8, 1.05),
 }
-
-
-@dataclass(frozen=True)
-class DriftScenario:
-    """From `start` on, purchase rates, order values and the acquisition mix may change."""
-
-    start: date
-    rate_factor: float = 1.0
-    value_factor: float = 1.0
-    channel_mix: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ class ShopSpec:
     weekly_amplitude: float = 0.2
     yearly_amplitude: float = 0.3
     growth: float = 1.0
-    drift: DriftScenario | None = None
+    scenario: Scenario | None = None
     dirt: Dirt = field(default_factory=Dirt)
 
     def __post_init__(self):
@@ -90,6 +85,11 @@ class ShopSpec:
             raise ValueError(f"shop {self.name}: customers={self.customers} must be in [100, 200000]")
         if self.history_days < 30:
             raise ValueError(f"shop {self.name}: history_days={self.history_days} must be >= 30")
+        if self.scenario is not None and not self.start <= self.scenario.start <= self.end:
+            raise ValueError(
+                f"shop {self.name}: the scenario starts on {self.scenario.start}, outside the history "
+                f"{self.start}..{self.end} (fix: a start day inside it)"
+            )
 
     @property
     def start(self) -> date:
@@ -102,8 +102,8 @@ class SyntheticShop:
     def __init__(self, spec: ShopSpec):
         self.spec = spec
         self.zone = ZoneInfo(spec.timezone)
-        seed = zlib.crc32(spec.name.encode()) ^ spec.seed
-        self._rng = np.random.default_rng(seed)
+        self._seed = zlib.crc32(spec.name.encode()) ^ spec.seed
+        self._rng = np.random.default_rng(self._seed)
         self._days = spec.history_days
         self._intensity = self.intensity_on(pd.date_range(spec.start, periods=self._days, freq="D"))
         self._cumulative = np.concatenate([[0.0], np.cumsum(self._intensity)])
@@ -121,15 +121,19 @@ class SyntheticShop:
         weekly, yearly = self._seasonality(days)
         history_weekly, history_yearly = self._seasonality(pd.date_range(self.spec.start, periods=self._days))
         intensity = weekly * yearly / (history_weekly.mean() * history_yearly.mean())
-        if self.spec.drift is not None:
-            intensity = np.where(days.date >= self.spec.drift.start, intensity * self.spec.drift.rate_factor, intensity)
+        if self.spec.scenario is not None:
+            intensity = intensity * self.spec.scenario.rate_multiplier(days.date)
         return intensity
 
     def value_factor_on(self, days: pd.DatetimeIndex) -> np.ndarray:
-        """The order-value multiplier of each day (the drift's `value_factor` from its start)."""
-        if self.spec.drift is None:
+        """The order-value multiplier of each day (a level shift's, from its start)."""
+        if self.spec.scenario is None:
             return np.ones(len(days))
-        return np.where(days.date >= self.spec.drift.start, self.spec.drift.value_factor, 1.0)
+        return self.spec.scenario.value_multiplier(days.date)
+
+    def _value_factor_at(self, t: np.ndarray) -> np.ndarray:
+        factors = self.value_factor_on(pd.date_range(self.spec.start, periods=self._days, freq="D"))
+        return factors[np.clip(np.floor(t).astype(int), 0, self._days - 1)]
 
     def day_index(self, day: date) -> int:
         return (day - self.spec.start).days
@@ -151,10 +155,6 @@ class SyntheticShop:
         names = list(CHANNELS)
         base_mix = np.array([CHANNELS[c].share for c in names])
         channel_idx = rng.choice(len(names), size=n, p=base_mix / base_mix.sum())
-        if spec.drift is not None and spec.drift.channel_mix:
-            drifted_mix = np.array([spec.drift.channel_mix.get(c, 0.0) for c in names])
-            after = acquired_at >= self.day_index(spec.drift.start)
-            channel_idx[after] = rng.choice(len(names), size=int(after.sum()), p=drifted_mix / drifted_mix.sum())
         channel = np.array(names)[channel_idx]
         rate_mult = np.array([CHANNELS[c].rate for c in names])[channel_idx]
         dropout_mult = np.array([CHANNELS[c].dropout for c in names])[channel_idx]
@@ -176,9 +176,9 @@ class SyntheticShop:
         order_owner = np.concatenate([np.arange(n), owner])
         order_time = np.concatenate([acquired_at, repeat_times])
         mean_value = rng.lognormal(np.log(spec.mean_order_value) - 0.125, 0.5, n) * value_mult
-        value = mean_value[order_owner] * rng.lognormal(-0.06, 0.35, order_owner.size)
-        if spec.drift is not None:
-            value = np.where(order_time >= self.day_index(spec.drift.start), value * spec.drift.value_factor, value)
+        value = mean_value[order_owner] * rng.lognormal(*ORDER_VALUE_NOISE, order_owner.size)
+        if spec.scenario is not None:
+            value = value * self._value_factor_at(order_time)
 
         dirt = spec.dirt
         n_guest = rng.binomial(order_owner.size, dirt.guest_rate)
@@ -207,11 +207,84 @@ class SyntheticShop:
                 "purchase_rate": purchase_rate,
                 "dropout_rate": dropout_rate,
                 "death_at_day": death_at,
-                "mean_order_value": mean_value * np.exp(-0.06 + 0.35**2 / 2),  # E[value] of the next order
+                "mean_order_value": mean_value * ORDER_VALUE_NOISE_MEAN,  # E[value] of the next order
             }
         )
-        self.orders = self._orders_frame(customer_col, time_col, value_col, is_test)
-        self.customers = self._customers_frame(acquired_at, channel)
+        self.orders = self._orders_frame(customer_col, time_col, value_col, is_test, rng)
+        self.change_at: float | None = None  # the day (in days of history) customers' behaviour changes
+        if spec.scenario is not None:
+            self._apply_scenario(spec.scenario)
+        self.customers = self._customers_frame(self.truth["acquired_at_day"].to_numpy(), self.truth["channel"])
+
+    def _apply_scenario(self, scenario: Scenario) -> None:
+        """From the scenario's own random stream, so every order before its start stays the calm shop's."""
+        rng = np.random.default_rng([self._seed, zlib.crc32(type(scenario).__name__.encode())])
+        start_t = float(self.day_index(scenario.start))
+        change = scenario.change_behaviour(self.truth, start_t, rng)
+        if change is not None:
+            self.change_at = start_t
+            self._change_behaviour(change, start_t, rng)
+        local_day = self.orders["created_at"].dt.tz_convert(self.zone).dt.date.to_numpy()
+        self.orders = scenario.corrupt(self.orders, local_day, rng)
+
+    def _change_behaviour(self, change: BehaviourChange, start_t: float, rng: np.random.Generator) -> None:
+        """Each changed customer's orders from the start (or their acquisition, if later) are drawn anew with the
+        new rates; a residual lifetime is rescaled to the new dropout, a revived customer's drawn afresh."""
+        truth = self.truth
+        acquired, death = truth["acquired_at_day"].to_numpy(), truth["death_at_day"].to_numpy()
+        rate = truth["purchase_rate"].to_numpy() * change.rate_factor
+        dropout = truth["dropout_rate"].to_numpy() * change.dropout_factor
+        mean_value = truth["mean_order_value"].to_numpy() * change.value_factor
+        begin = np.maximum(acquired, start_t)
+        alive = death >= begin
+        revived = change.revived & ~alive
+        death = np.where(alive, begin + (death - begin) / change.dropout_factor, death)
+        death[revived] = start_t + rng.exponential(1 / dropout[revived])
+        changed = (change.rate_factor != 1) | (change.dropout_factor != 1) | (change.value_factor != 1) | revived
+        changed |= change.channel != truth["channel"].to_numpy()
+        whole_life = acquired >= start_t
+        self.truth = truth.assign(
+            channel=change.channel,
+            death_at_day=death,
+            purchase_rate=np.where(whole_life, rate, truth["purchase_rate"]),
+            dropout_rate=np.where(whole_life, dropout, truth["dropout_rate"]),
+            mean_order_value=np.where(whole_life, mean_value, truth["mean_order_value"]),
+            purchase_rate_after=rate,
+            dropout_rate_after=dropout,
+            mean_order_value_after=mean_value,
+            revived=change.revived & ~whole_life,
+        )
+
+        until = np.minimum(death, float(self._days))
+        expected = np.where(
+            changed & (until > begin), rate * (self.cumulative_at(until) - self.cumulative_at(begin)), 0
+        )
+        owner = np.repeat(np.arange(len(truth)), rng.poisson(expected))
+        m_lo, m_hi = self.cumulative_at(begin)[owner], self.cumulative_at(until)[owner]
+        first = np.flatnonzero(changed & whole_life)
+        new_owner = np.concatenate([first, owner])
+        new_time = np.concatenate(
+            [acquired[first], self._time_at_cumulative(m_lo + rng.random(owner.size) * (m_hi - m_lo))]
+        )
+        noise = rng.lognormal(*ORDER_VALUE_NOISE, new_owner.size) / ORDER_VALUE_NOISE_MEAN
+        new_value = np.round(mean_value[new_owner] * noise * self._value_factor_at(new_time), 2)
+
+        placed_since = np.round(self.order_time * 86400) >= start_t * 86400  # rounded as `created_at` is
+        redrawn = changed[self.order_owner] & placed_since
+        self.order_owner = np.concatenate([self.order_owner[~redrawn], new_owner])
+        self.order_time = np.concatenate([self.order_time[~redrawn], new_time])
+        customer_idx = self.orders["customer_id"].to_numpy(dtype=float, na_value=np.nan) - CUSTOMER_ID_BASE
+        placed = (self.orders["created_at"] >= self._timestamps(np.array([start_t]))[0]).to_numpy()
+        dropped = placed & np.isin(customer_idx, np.flatnonzero(changed))
+        order = np.argsort(new_time, kind="stable")
+        new_orders = self._orders_frame(
+            new_owner[order], new_time[order], new_value[order], np.zeros(len(order), bool), rng
+        )
+        orders = pd.concat([self.orders.loc[~dropped], new_orders]).sort_values("created_at", kind="stable")
+        self.orders = orders.assign(
+            order_id=ORDER_ID_BASE + np.arange(len(orders), dtype=np.int64) * 7 + 3,
+            order_number=1001 + np.arange(len(orders)),
+        ).reset_index(drop=True)
 
     def _timestamps(self, t: np.ndarray) -> pd.DatetimeIndex:
         local = pd.Timestamp(self.spec.start) + pd.to_timedelta(np.round(t * 86400), unit="s")
@@ -221,8 +294,8 @@ class SyntheticShop:
             .tz_convert("UTC")
         )
 
-    def _orders_frame(self, customer_idx, t, value, is_test) -> pd.DataFrame:
-        rng, dirt, n = self._rng, self.spec.dirt, len(t)
+    def _orders_frame(self, customer_idx, t, value, is_test, rng: np.random.Generator) -> pd.DataFrame:
+        dirt, n = self.spec.dirt, len(t)
         end_t = float(self._days)
         created = t
         cancelled = rng.random(n) < dirt.cancel_rate
@@ -266,6 +339,7 @@ class SyntheticShop:
                 "line_item_count": items,
                 "item_quantity": items + rng.poisson(0.3, n),
                 "source_name": rng.choice(["web", "web", "web", "pos", "iphone", "android"], n),
+                "currency": self.spec.currency,
             }
         )
         frame.loc[customer_idx < 0, "customer_id"] = pd.NA
@@ -299,7 +373,6 @@ class SyntheticShop:
             customer_id=lambda f: f["customer_id"].astype("string"),
             order_name=None,
             processed_at=lambda f: f["created_at"],
-            currency=self.spec.currency,
         )
         return to_frame("orders", orders)
 

@@ -9,7 +9,8 @@ from sklearn.metrics import roc_auc_score
 from mlops_assets.core.ml.features import feature_snapshot
 from mlops_assets.core.ml.targets import target_labels
 from mlops_assets.sim.oracle import ground_truth, oracle
-from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets.sim.scenarios import LevelShift
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 END = date(2026, 9, 30)
 DAY = END - timedelta(days=400)  # a year and a month of future: every label matures
@@ -52,7 +53,7 @@ def test_true_p_alive_separates_the_living_from_the_gone(truth_and_outcomes):
 
 def test_truth_agrees_with_the_oracle_and_reaches_past_the_last_day():
     shop = SyntheticShop(
-        ShopSpec("reach", customers=3000, seed=2, end=END, drift=DriftScenario(END - timedelta(days=90), 0.5, 2.0))
+        ShopSpec("reach", customers=3000, seed=2, end=END, scenario=LevelShift(END - timedelta(days=90), 0.5, 2.0))
     )
     day = END - timedelta(days=30)
     truth = ground_truth(shop, day, 30)

@@ -6,7 +6,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mlops_assets.sim.oracle import oracle
-from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop, transaction_export
+from mlops_assets.sim.scenarios import LevelShift
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop, transaction_export
 from mlops_assets_tests.helpers import TEST_END
 
 
@@ -54,7 +55,7 @@ def test_drift_changes_behaviour_from_its_day():
         customers=5000,
         seed=1,
         end=TEST_END,
-        drift=DriftScenario(drift_day, rate_factor=0.4, value_factor=1.5),
+        scenario=LevelShift(drift_day, rate_factor=0.4, value_factor=1.5),
     )
 
     def after(shop):

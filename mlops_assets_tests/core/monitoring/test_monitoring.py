@@ -13,7 +13,8 @@ from mlops_assets.core.monitoring.drift import PREDICTION, drift_report_html, me
 from mlops_assets.core.monitoring.events import OperatorEvent, deliver
 from mlops_assets.core.monitoring.performance import performance_problem, realized_metrics, regressed, retrain_refusal
 from mlops_assets.core.monitoring.thresholds import MonitoringSettingError, MonitoringThresholds
-from mlops_assets.sim.shops import DriftScenario, ShopSpec, SyntheticShop
+from mlops_assets.sim.scenarios import LevelShift
+from mlops_assets.sim.shops import ShopSpec, SyntheticShop
 
 END = date(2026, 10, 31)
 
@@ -47,7 +48,7 @@ def test_a_drift_event_is_detected_within_two_days():
     shop = SyntheticShop(
         ShopSpec(
             "shift", customers=2000, seed=3, end=END, history_days=500,
-            drift=DriftScenario(drift_day, rate_factor=0.4, value_factor=10.0),
+            scenario=LevelShift(drift_day, rate_factor=0.4, value_factor=10.0),
         )
     )  # fmt: skip
     thresholds = MonitoringThresholds()
@@ -66,8 +67,8 @@ def test_the_html_report_is_evidentlys_on_the_same_samples_and_tests():
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    drift = DriftScenario(END - timedelta(days=5), rate_factor=0.4, value_factor=3.0)
-    shop = SyntheticShop(ShopSpec("shift", customers=800, seed=3, end=END, history_days=400, drift=drift))
+    drift = LevelShift(END - timedelta(days=5), rate_factor=0.4, value_factor=3.0)
+    shop = SyntheticShop(ShopSpec("shift", customers=800, seed=3, end=END, history_days=400, scenario=drift))
     reference, current = snapshot(shop, END - timedelta(days=8)), snapshot(shop, END)
     reference["bgnbd_probability"] = np.nan
     thresholds = MonitoringThresholds(sample_rows=600)
